@@ -1,0 +1,56 @@
+"""The ``hoi`` command: one subcommand per job, each in its own module of ``hoi.commands``.
+
+A subcommand module defines ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args) -> int``. Modules are imported only when their subcommand runs, so ``hoi info``
+does not pay for importing Detectron2 or h5py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+COMMANDS: dict[str, str] = {
+    "info": "hoi.commands.info",
+    "eval": "hoi.commands.eval",
+    "pretrain": "hoi.commands.pretrain",
+    "export-backbone": "hoi.commands.export_backbone",
+    "env": "hoi.commands.env",
+}
+
+
+def _load(name: str):
+    return importlib.import_module(COMMANDS[name])
+
+
+def build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, str | None]:
+    parser = argparse.ArgumentParser(
+        prog="hoi",
+        description="HOI detection on HICO-DET with Spatially-Aware Context backbones.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    for name in COMMANDS:
+        if name == wanted:
+            module = _load(name)
+            cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
+            module.add_arguments(cmd)
+        else:  # list it without importing it
+            sub.add_parser(name, help=f"see 'hoi {name} --help'", add_help=False)
+    return parser, wanted if wanted in COMMANDS else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, command = build_parser(argv)
+    args = parser.parse_args(argv)
+    if command is None:
+        parser.print_help()
+        return 2 if argv else 0
+    return int(_load(command).run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

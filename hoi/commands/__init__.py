@@ -1,0 +1,1 @@
+"""Subcommands of the ``hoi`` command line (see :mod:`hoi.cli`)."""

@@ -1,0 +1,105 @@
+"""Spatially-Aware Context (SAC) block.
+
+Ruan et al., "Spatially-Aware Context Neural Networks", IEEE TIP 2021 (Sec. III-B, Eq. 2-5).
+
+For an input X in R^{C x N} (N = H*W) and K = max(1, C // l) contexts:
+
+    alpha = softmax_N(W_phi^T X)        K x N    multi-mode context aggregation (Eq. 2)
+    mu    = alpha X^T                   K x C    contextual basis            (Eq. 3)
+    beta  = W_theta^T X                 K x N    NOT normalised by default   (Eq. 4)
+    Y     = mu^T beta                   C x N    spatially-aware context     (Eq. 4)
+    Z     = X + W_rho Y                 C x N    feature transform + fusion  (Eq. 5)
+
+W_phi, W_theta and W_rho are 1x1 convolutions; no normalisation layer and no activation.
+Because everything after mu is linear, W_rho Y = (W_rho mu^T) beta: the "cheap" order costs
+C*C*K + C*K*N multiply-adds instead of the C*C*N of the written ("paper") order and gives the
+same Z. Neither order ever materialises an N x N matrix.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from .base import check_feature_map
+
+ComputeOrder = Literal["cheap", "paper"]
+
+
+class SpatiallyAwareContext(nn.Module):
+    """SAC block: ``Z = X + W_rho (mu^T beta)``.
+
+    Args:
+        channels: C, channels of the input map.
+        reduction: l, the reduction ratio; the block learns K = max(1, C // l) contexts.
+        softmax_beta: normalise beta with a softmax over the K contexts (Table II ablation;
+            the paper's default is without).
+        order: ``"cheap"`` computes ``(W_rho mu^T) beta`` (default), ``"paper"`` computes
+            ``W_rho (mu^T beta)`` as written in Eq. 5. Same output up to float rounding.
+
+    Shapes: input (B, C, H, W) -> output (B, C, H, W). After each forward, ``last_alpha``
+    (B, K, H, W) and ``last_beta`` (B, K, H, W) hold the detached attention maps.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        reduction: int = 32,
+        *,
+        softmax_beta: bool = False,
+        order: ComputeOrder = "cheap",
+    ) -> None:
+        super().__init__()
+        if order not in ("cheap", "paper"):
+            raise ValueError(f"SAC order must be 'cheap' or 'paper', got {order!r}")
+        if reduction < 1:
+            raise ValueError(f"SAC reduction ratio must be >= 1, got {reduction}")
+        self.channels = channels
+        self.num_contexts = max(1, channels // reduction)
+        self.softmax_beta = softmax_beta
+        self.order: ComputeOrder = order
+        self.phi = nn.Conv2d(channels, self.num_contexts, kernel_size=1)
+        self.theta = nn.Conv2d(channels, self.num_contexts, kernel_size=1)
+        self.rho = nn.Conv2d(channels, channels, kernel_size=1)
+        self.last_alpha: torch.Tensor | None = None
+        self.last_beta: torch.Tensor | None = None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.kaiming_normal_(self.phi.weight, mode="fan_in")
+        nn.init.kaiming_normal_(self.theta.weight, mode="fan_in")
+        nn.init.zeros_(self.phi.bias)
+        nn.init.zeros_(self.theta.bias)
+        # Zero W_rho: the block starts as the identity, so a network built from plain
+        # pretrained weights reproduces them exactly before training.
+        nn.init.zeros_(self.rho.weight)
+        nn.init.zeros_(self.rho.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_feature_map(x, self.channels, type(self).__name__)
+        b, c, h, w = x.shape
+        flat = x.flatten(2)  # B, C, N
+        alpha = self.phi(x).flatten(2).softmax(dim=-1)  # B, K, N
+        mu = torch.bmm(alpha, flat.transpose(1, 2))  # B, K, C
+        beta = self.theta(x).flatten(2)  # B, K, N
+        if self.softmax_beta:
+            beta = beta.softmax(dim=1)
+        self.last_alpha = alpha.detach().view(b, -1, h, w)
+        self.last_beta = beta.detach().view(b, -1, h, w)
+
+        w_rho = self.rho.weight.view(c, c)
+        if self.order == "cheap":
+            mixed = torch.matmul(w_rho, mu.transpose(1, 2))  # B, C, K
+            out = torch.baddbmm(self.rho.bias.view(1, c, 1), mixed, beta)  # B, C, N
+        else:
+            context = torch.bmm(mu.transpose(1, 2), beta)  # B, C, N  (Y of Eq. 4)
+            out = self.rho(context.view(b, c, h, w)).flatten(2)
+        return x + out.view(b, c, h, w)
+
+    def extra_repr(self) -> str:
+        return (
+            f"channels={self.channels}, contexts={self.num_contexts}, "
+            f"softmax_beta={self.softmax_beta}, order={self.order!r}"
+        )

@@ -1,0 +1,179 @@
+"""Loading weights into the backbones: torchvision's ImageNet ResNets or our own checkpoints.
+
+Sources accepted by :func:`load_backbone_weights`:
+
+- ``"torchvision"``: torchvision's ImageNet-1k (V1) weights for the model's depth, downloaded
+  to the torch hub cache where the network allows. Without network the error says so and
+  how to pass the file instead.
+- a path to a ``.pth``/``.pt`` file holding a state dict, a training checkpoint of ours
+  (``{"model": ...}``), an exported backbone (``{"backbone": ...}``) or ``{"state_dict": ...}``.
+  ``module.`` prefixes (DDP) are removed.
+
+Attention blocks start as the identity, so loading a plain ResNet's weights into a SAC/GC
+ResNet leaves only the attention parameters missing: that case is allowed and reported.
+Any other mismatch is an error listing the missing and unexpected keys, unless ``strict=False``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import urllib.error
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .attention import ATTENTION_BLOCKS
+from .backbones import AttentionResNet
+
+ATTENTION_TYPES = tuple(ATTENTION_BLOCKS.values())
+
+TORCHVISION_WEIGHTS = {
+    50: "ResNet50_Weights",
+    101: "ResNet101_Weights",
+    152: "ResNet152_Weights",
+}
+
+
+class WeightsError(RuntimeError):
+    """A weights file that cannot be read, or does not fit the model."""
+
+
+@dataclass
+class LoadReport:
+    """What happened when loading: the keys left at their initial value and those ignored."""
+
+    source: str
+    missing_attention: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    sha256: str | None = None
+
+
+def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file (recorded in provenance attributes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def torchvision_url(depth: int) -> str:
+    """Download URL of torchvision's ImageNet (V1) weights for ResNet-``depth``."""
+    import torchvision.models as tvm
+
+    enum = getattr(tvm, TORCHVISION_WEIGHTS[depth])
+    return enum.IMAGENET1K_V1.url
+
+
+def _download_torchvision(depth: int) -> dict[str, torch.Tensor]:
+    url = torchvision_url(depth)
+    try:
+        return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=True)
+    except (urllib.error.URLError, OSError) as err:
+        name = url.rsplit("/", 1)[-1]
+        raise WeightsError(
+            f"could not download torchvision's ImageNet weights for ResNet-{depth} from {url} "
+            f"({err}). This machine seems to have no network access. Download {name} on a "
+            f"machine that has, copy it here and pass its path instead of 'torchvision' "
+            f"(e.g. --weights /path/to/{name}), or place it in {torch.hub.get_dir()}/checkpoints/."
+        ) from err
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict from any of the accepted file layouts (see the module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        obj: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise WeightsError(
+            f"{path}: not a readable PyTorch weights file ({type(err).__name__}: {err})"
+        ) from err
+    if isinstance(obj, dict):
+        for key in ("backbone", "model", "state_dict"):
+            if key in obj and isinstance(obj[key], dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(
+            f"{path}: expected a state dict (parameter name -> tensor), or a checkpoint with a "
+            f"'model', 'backbone' or 'state_dict' entry; found {type(obj).__name__}"
+        )
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _format_keys(keys: list[str], limit: int = 20) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def load_backbone_weights(
+    model: AttentionResNet,
+    source: str | Path,
+    *,
+    strict: bool = True,
+    ignore_classifier: bool = False,
+) -> LoadReport:
+    """Load ``source`` into ``model`` (see the module docstring) and say what was loaded.
+
+    Args:
+        model: the backbone to fill.
+        source: ``"torchvision"`` or a file path.
+        strict: if True (default) any key mismatch other than absent attention parameters
+            raises WeightsError listing the missing and unexpected keys.
+        ignore_classifier: skip ``fc.*`` (e.g. another number of classes).
+    """
+    report = LoadReport(source=str(source))
+    if str(source) == "torchvision":
+        state = _download_torchvision(model.config.depth)
+    else:
+        state = read_state_dict(source)
+        report.sha256 = sha256_of(source)
+    own = model.state_dict()
+    if ignore_classifier:
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        own_keys = {k for k in own if not k.startswith("fc.")}
+    else:
+        own_keys = set(own)
+
+    attention_keys = {
+        f"{name}.{key}"
+        for name, module in model.named_modules()
+        if isinstance(module, ATTENTION_TYPES)
+        for key in module.state_dict()
+    }
+    source_has_attention = any(k in attention_keys for k in state)
+    missing = sorted(own_keys - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if not source_has_attention:
+        report.missing_attention = [k for k in missing if k in attention_keys]
+        missing = [k for k in missing if k not in attention_keys]
+    mismatched = [
+        f"{k} (file {tuple(state[k].shape)}, model {tuple(own[k].shape)})"
+        for k in own_keys & set(state)
+        if state[k].shape != own[k].shape
+    ]
+    report.missing, report.unexpected = missing, unexpected
+    if mismatched:
+        raise WeightsError(f"{source}: shapes do not match the model: {_format_keys(sorted(mismatched))}")
+    if strict and (missing or unexpected):
+        raise WeightsError(
+            f"{source}: weights do not match the model "
+            f"(ResNet-{model.config.depth}, attention={model.config.attention.type}).\n"
+            f"  missing keys ({len(missing)}): {_format_keys(missing) or '-'}\n"
+            f"  unexpected keys ({len(unexpected)}): {_format_keys(unexpected) or '-'}\n"
+            f"Pass strict=False (--non-strict) to load the matching keys only."
+        )
+    loadable = {k: v for k, v in state.items() if k in own_keys}
+    model.load_state_dict(loadable, strict=False)
+    return report
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameters (trainable or not; buffers excluded)."""
+    return sum(p.numel() for p in model.parameters())
