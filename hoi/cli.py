@@ -1,7 +1,9 @@
 """The ``hoi`` command: one subcommand per job, each in its own module of ``hoi.commands``.
 
 A subcommand module defines ``HELP`` (one line), ``add_arguments(parser)`` and
-``run(args) -> int``. Modules are imported only when their subcommand runs, so ``hoi info``
+``run(args) -> int``. Errors caused by bad input (:class:`hoi.errors.UserError`,
+ValueError, FileNotFoundError) are printed as one message with exit status 2 (set
+``HOI_DEBUG=1`` for the traceback). Modules are imported only when their subcommand runs, so ``hoi info``
 does not pay for importing Detectron2 or h5py.
 """
 
@@ -9,8 +11,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Sequence
+
+from .errors import UserError
 
 COMMANDS: dict[str, str] = {
     "info": "hoi.commands.info",
@@ -49,7 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command is None:
         parser.print_help()
         return 2 if argv else 0
-    return int(_load(command).run(args) or 0)
+    try:
+        return int(_load(command).run(args) or 0)
+    except (UserError, ValueError, FileNotFoundError) as err:
+        if os.environ.get("HOI_DEBUG"):
+            raise
+        print(f"hoi {command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

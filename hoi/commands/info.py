@@ -14,8 +14,9 @@ HELP = "parameters and FLOPs (multiply-adds) of backbone configurations"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--arch", nargs="+", default=None, metavar="NAME",
-        help=f"named architectures (valid: {', '.join(sorted(ARCHS))})",
+        "--arch", action="append", default=None, metavar="NAME",
+        help=f"a named architecture; repeat or separate by commas for several "
+        f"(valid: {', '.join(sorted(ARCHS))})",
     )
     parser.add_argument("--config", default=None, help="backbone YAML (configs/backbones/*.yaml)")
     parser.add_argument("--input", nargs=2, type=int, default=(224, 224), metavar=("H", "W"))
@@ -29,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if not args.arch and not args.config:
         args.arch = ["resnet50", "sac_resnet50", "gc_resnet50"]
-    names = args.arch or [None]
+    names = [n for arg in args.arch for n in arg.split(",") if n] if args.arch else [None]
     rows = []
     for name in names:
         cfg = backbone_config(name, args.config, args.overrides)

@@ -110,6 +110,13 @@ def validate_backbone_config(cfg: BackboneConfig) -> None:
         raise ConfigError(f"attention.order must be 'cheap' or 'paper', got {att.order!r}")
 
 
+def resolved_placement(att: AttentionConfig) -> tuple[str, int]:
+    """(position, reduction) with ``auto`` / ``None`` replaced by the block's defaults."""
+    position = DEFAULT_POSITION[att.type] if att.position == "auto" else att.position
+    reduction = att.reduction if att.reduction is not None else DEFAULT_REDUCTION[att.type]
+    return position, reduction
+
+
 class AttentionBottleneck(Bottleneck):
     """torchvision's Bottleneck with optional attention after conv2 and/or after conv3.
 
@@ -151,8 +158,8 @@ class AttentionResNet(ResNet):
     def _insert_attention(self, att: AttentionConfig) -> None:
         if att.type == "none":
             return
-        position = DEFAULT_POSITION[att.type] if att.position == "auto" else att.position
-        kwargs: dict[str, Any] = {"reduction": att.reduction or DEFAULT_REDUCTION[att.type]}
+        position, reduction = resolved_placement(att)
+        kwargs: dict[str, Any] = {"reduction": reduction}
         if att.type == "sac":
             kwargs.update(softmax_beta=att.softmax_beta, order=att.order)
         for stage in sorted(set(att.stages)):
@@ -162,7 +169,7 @@ class AttentionResNet(ResNet):
                 if position == "after_conv2":
                     block.attn_after_conv2 = create_attention(att.type, block.conv2.out_channels, **kwargs)
                 else:
-                    block.attn_after_conv3 = create_attention(att.type, block.bn3.num_features, **kwargs)
+                    block.attn_after_conv3 = create_attention(att.type, block.conv3.out_channels, **kwargs)
 
     def forward_features(self, x: torch.Tensor, last_stage: int = 5) -> torch.Tensor:
         """Feature map after stage ``last_stage`` (2..5); stride 4/8/16/32."""
@@ -204,7 +211,7 @@ def attention_modules(model: nn.Module) -> list[nn.Module]:
 def freeze_batchnorm(module: nn.Module) -> nn.Module:
     """Replace every BatchNorm2d in ``module`` by a FrozenBatchNorm2d with the same statistics."""
     if isinstance(module, nn.BatchNorm2d):
-        frozen = FrozenBatchNorm2d(module.num_features, eps=module.eps)
+        frozen = FrozenBatchNorm2d(module.num_features, eps=module.eps).to(module.running_mean)
         with torch.no_grad():
             if module.affine:
                 frozen.weight.copy_(module.weight)
@@ -237,7 +244,7 @@ class FrozenFeatureExtractor(nn.Module):
         stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
         stages = [getattr(resnet, f"layer{s - 1}") for s in range(2, last_stage + 1)]
         self.body = freeze_batchnorm(nn.Sequential(stem, *stages))
-        self.out_channels = stages[-1][-1].bn3.num_features
+        self.out_channels = stages[-1][-1].conv3.out_channels
         self.requires_grad_(False)
         super().train(False)
 

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..config import to_dict
-from .backbones import AttentionResNet, BackboneConfig
+from .backbones import AttentionResNet, BackboneConfig, resolved_placement
 from .weights import count_parameters
 
 
@@ -49,9 +48,9 @@ def measure(config: BackboneConfig, input_size: tuple[int, int] = (224, 224)) ->
 
 def describe(config: BackboneConfig) -> str:
     """A short human description of the placement, e.g. 'sac l=32 after_conv2, stages 2-4 last'."""
-    att = to_dict(config)["attention"]
-    if att["type"] == "none":
+    att = config.attention
+    if att.type == "none":
         return "none"
-    stages = ",".join(str(s) for s in att["stages"])
-    red = att["reduction"] if att["reduction"] is not None else "default"
-    return f"{att['type']} r={red} {att['position']} stages {stages} ({att['blocks']})"
+    position, reduction = resolved_placement(att)
+    stages = ",".join(str(s) for s in att.stages)
+    return f"{att.type} r={reduction} {position}, stages {stages} ({att.blocks})"

@@ -17,6 +17,7 @@ Any other mismatch is an error listing the missing and unexpected keys, unless `
 from __future__ import annotations
 
 import hashlib
+import re
 import urllib.error
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import UserError
 from .attention import ATTENTION_BLOCKS
 from .backbones import AttentionResNet
 
@@ -37,7 +39,7 @@ TORCHVISION_WEIGHTS = {
 }
 
 
-class WeightsError(RuntimeError):
+class WeightsError(UserError, RuntimeError):
     """A weights file that cannot be read, or does not fit the model."""
 
 
@@ -107,7 +109,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
+def _natural(key: str) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", key)]
+
+
 def _format_keys(keys: list[str], limit: int = 20) -> str:
+    keys = sorted(keys, key=_natural)
     shown = ", ".join(keys[:limit])
     return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
 
