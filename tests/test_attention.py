@@ -133,3 +133,11 @@ def test_gc_block_parameters_match_gcnet() -> None:
     block = create_attention("gc", c)
     expected = (c + 1) + (c * h + h) + 2 * h + (h * c + c)
     assert sum(p.numel() for p in block.parameters()) == expected
+
+
+@pytest.mark.parametrize("name", sorted(ATTENTION_BLOCKS))
+def test_blocks_accept_non_contiguous_inputs(name: str) -> None:
+    block = create_attention(name, 16)
+    x = torch.randn(1, 16, 12, 12)
+    view = x[:, :, 2:9, 3:11]
+    torch.testing.assert_close(block(view), block(view.contiguous()))

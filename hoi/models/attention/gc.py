@@ -55,5 +55,5 @@ class GlobalContext(nn.Module):
         b, c, h, w = x.shape
         alpha = self.conv_mask(x).view(b, 1, h * w).softmax(dim=-1)  # B, 1, N
         self.last_alpha = alpha.detach().view(b, 1, h, w)
-        context = torch.bmm(x.view(b, c, h * w), alpha.transpose(1, 2))  # B, C, 1
+        context = torch.bmm(x.flatten(2), alpha.transpose(1, 2))  # B, C, 1
         return x + self.transform(context.view(b, c, 1, 1))

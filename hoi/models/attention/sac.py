@@ -80,23 +80,28 @@ class SpatiallyAwareContext(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_feature_map(x, self.channels, type(self).__name__)
         b, c, h, w = x.shape
+        k = self.num_contexts
         flat = x.flatten(2)  # B, C, N
-        alpha = self.phi(x).flatten(2).softmax(dim=-1)  # B, K, N
-        mu = torch.bmm(alpha, flat.transpose(1, 2))  # B, K, C
-        beta = self.theta(x).flatten(2)  # B, K, N
+        # W_phi and W_theta read X in one matrix product (1x1 convs with few outputs are slow).
+        w_in = torch.cat([self.phi.weight, self.theta.weight]).view(2 * k, c)
+        b_in = torch.cat([self.phi.bias, self.theta.bias]).view(1, 2 * k, 1)
+        logits, beta = torch.baddbmm(b_in, w_in.expand(b, -1, -1), flat).split(k, dim=1)
+        alpha = logits.softmax(dim=-1)  # B, K, N                         (Eq. 2)
+        mu = torch.bmm(alpha, flat.transpose(1, 2))  # B, K, C             (Eq. 3)
         if self.softmax_beta:
             beta = beta.softmax(dim=1)
-        self.last_alpha = alpha.detach().view(b, -1, h, w)
-        self.last_beta = beta.detach().view(b, -1, h, w)
+        self.last_alpha = alpha.detach().view(b, k, h, w)
+        self.last_beta = beta.detach().view(b, k, h, w)
 
-        w_rho = self.rho.weight.view(c, c)
         if self.order == "cheap":
-            mixed = torch.matmul(w_rho, mu.transpose(1, 2))  # B, C, K
-            out = torch.baddbmm(self.rho.bias.view(1, c, 1), mixed, beta)  # B, C, N
-        else:
-            context = torch.bmm(mu.transpose(1, 2), beta)  # B, C, N  (Y of Eq. 4)
-            out = self.rho(context.view(b, c, h, w)).flatten(2)
-        return x + out.view(b, c, h, w)
+            mixed = torch.matmul(self.rho.weight.view(c, c), mu.transpose(1, 2))  # B, C, K
+            # Fold b_rho into the product as a (K+1)-th context whose weight is 1 everywhere,
+            # so that Z = X + (W_rho mu^T) beta + b_rho is one pass over the C x N output.
+            mixed = torch.cat([mixed, self.rho.bias.view(1, c, 1).expand(b, c, 1)], dim=2)
+            beta1 = torch.cat([beta, beta.new_ones(b, 1, h * w)], dim=1)
+            return torch.baddbmm(flat, mixed, beta1).view(b, c, h, w)
+        context = torch.bmm(mu.transpose(1, 2), beta)  # B, C, N: Y of Eq. 4
+        return x + self.rho(context.view(b, c, h, w))  # Eq. 5 as written
 
     def extra_repr(self) -> str:
         return (
