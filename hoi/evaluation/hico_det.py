@@ -25,6 +25,7 @@ from .result import SETTINGS, EvalResult, SettingResult
 
 IOU_THRESHOLD = 0.5
 RECALL_STEP = 0.1
+MATCH_CHUNK = 1 << 18  # detections matched at once
 
 
 def matlab_colon(start: float, step: float, stop: float) -> np.ndarray:
@@ -55,7 +56,8 @@ class Matching:
     gt_index: np.ndarray
 
 
-def match_detections(gt: GroundTruth, det: HOIDetections, iou_threshold: float = IOU_THRESHOLD) -> Matching:
+def match_detections(gt: GroundTruth, det: HOIDetections, iou_threshold: float = IOU_THRESHOLD,
+                     chunk_size: int = MATCH_CHUNK) -> Matching:
     """Assign every detection to GT as the official greedy matching does (see module docstring)."""
     n_img = np.int64(max(gt.num_images, 1))
     order = np.lexsort((det.image_index, -det.score, det.hoi))
@@ -68,25 +70,30 @@ def match_detections(gt: GroundTruth, det: HOIDetections, iou_threshold: float =
     count = np.searchsorted(g_sorted, d_key, side="right") - start
 
     m = len(order)
-    total = int(count.sum())
-    has_gt = count > 0
     overlap = np.full(m, -np.inf)
     gt_index = np.full(m, -1, dtype=np.int64)
-    if total:
+    boxes_h, boxes_o = det.boxes_h[order], det.boxes_o[order]  # gathered once, in sorted order
+    for lo in range(0, m, chunk_size):  # chunks bound the memory of the (detection, GT) rows
+        hi = min(m, lo + chunk_size)
+        cnt = count[lo:hi]
+        total = int(cnt.sum())
+        if total == 0:
+            continue
         # one row per (detection, GT pair of its class in its image)
-        seg_start = np.cumsum(count) - count
-        pair_det = np.repeat(np.arange(m), count)
-        within = np.arange(total) - np.repeat(seg_start, count)
-        pair_gt = g_order[np.repeat(start, count) + within]
-        rows = order[pair_det]
-        ov = np.minimum(iou_inclusive(det.boxes_h[rows], gt.boxes_h[pair_gt]),
-                        iou_inclusive(det.boxes_o[rows], gt.boxes_o[pair_gt]))
+        seg_start = np.cumsum(cnt) - cnt
+        pair_det = np.repeat(np.arange(lo, hi), cnt)
+        within = np.arange(total) - np.repeat(seg_start, cnt)
+        pair_gt = g_order[np.repeat(start[lo:hi], cnt) + within]
+        ov = np.minimum(iou_inclusive(boxes_h[pair_det], gt.boxes_h[pair_gt]),
+                        iou_inclusive(boxes_o[pair_det], gt.boxes_o[pair_gt]))
+        has_gt = cnt > 0
         seg = seg_start[has_gt]
         best = np.maximum.reduceat(ov, seg)
-        is_best = ov == np.repeat(best, count[has_gt])
+        is_best = ov == np.repeat(best, cnt[has_gt])
         first = np.minimum.reduceat(np.where(is_best, np.arange(total), total), seg)
-        overlap[has_gt] = best
-        gt_index[has_gt] = pair_gt[first]
+        idx = np.flatnonzero(has_gt) + lo
+        overlap[idx] = best
+        gt_index[idx] = pair_gt[first]
 
     tp = np.zeros(m, dtype=bool)
     hit = np.flatnonzero(overlap >= iou_threshold)

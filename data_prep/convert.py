@@ -1,0 +1,115 @@
+"""Convert the official HICO-DET ``anno_bbox.mat`` into ``instances_{train,test}2015.json``.
+
+    python -m data_prep.convert --mat anno_bbox.mat --out DIR [--anno-mat anno.mat]
+
+Every ``connection`` row of a visible ``hoi(j)`` entry becomes one pair; invisible entries
+are left out; boxes are kept as they are (1-based inclusive). The rare / non-rare split is
+computed from the training split (fewer than 10 training pairs = rare). With ``--anno-mat``,
+its ``list_action`` must be the official HOI order and its image lists must match.
+A file already in the JSON schema (DESIGN.md 2.1) is accepted as it is: it is checked and
+copied. A ``convert_info.json`` beside the outputs records the inputs and their sha256.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from hoi.data.annotations import AnnotationError, load_annotations, save_annotations
+from hoi.data.anno_mat import (
+    check_list_action,
+    official_to_instances,
+    read_anno_bbox_mat,
+    read_list_action,
+    train_pair_counts,
+)
+
+OUTPUT_NAMES = {"train": "instances_train2015.json", "test": "instances_test2015.json"}
+INFO_NAME = "convert_info.json"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_anno_mat(anno_mat: Path, splits: dict) -> None:
+    import scipy.io
+
+    check_list_action(read_list_action(anno_mat), str(anno_mat))
+    mat = scipy.io.loadmat(str(anno_mat), squeeze_me=True, variable_names=["list_train", "list_test"])
+    for split, images in splits.items():
+        var = f"list_{split}"
+        if var not in mat:
+            continue
+        names = [str(n) for n in mat[var].ravel()]
+        got = [im.filename for im in images]
+        if names != got:
+            k = next((i for i, (a, b) in enumerate(zip(names, got)) if a != b), min(len(names), len(got)))
+            raise AnnotationError(f"{anno_mat}: {var} ({len(names)} names) differs from bbox_{split} "
+                                  f"({len(got)} records) at record {k + 1}")
+
+
+def convert_anno_bbox(mat_path: str | Path, out_dir: str | Path, anno_mat: str | Path | None = None) -> dict[str, Path]:
+    """Convert ``anno_bbox.mat`` into JSON files in ``out_dir``; returns split -> written path.
+
+    The training split defines the rare classes for both outputs; without it, the packaged
+    official training counts are used.
+    """
+    mat_path, out_dir = Path(mat_path), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if mat_path.suffix == ".json":  # already in the schema: check it, keep it as it is
+        load_annotations(mat_path)
+        target = out_dir / mat_path.name
+        if target.resolve() != mat_path.resolve():
+            shutil.copyfile(mat_path, target)
+        return {"as_is": target}
+    splits = read_anno_bbox_mat(mat_path)
+    if anno_mat is not None:
+        _check_anno_mat(Path(anno_mat), splits)
+    counts = train_pair_counts(splits["train"]) if "train" in splits else None
+    written = {}
+    for split, images in splits.items():
+        path = out_dir / OUTPUT_NAMES[split]
+        save_annotations(official_to_instances(images, counts), path)
+        written[split] = path
+    info = {
+        "stage": "data_prep.convert",
+        "inputs": {str(p): _sha256(Path(p)) for p in [mat_path] + ([anno_mat] if anno_mat else [])},
+        "rare_split_from": "train split of the input" if counts is not None else "packaged official counts",
+        "outputs": {split: str(p) for split, p in written.items()},
+    }
+    (out_dir / INFO_NAME).write_text(json.dumps(info, indent=1), encoding="utf-8")
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m data_prep.convert", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mat", required=True, type=Path,
+                        help="official anno_bbox.mat (or an instances_*.json already in the schema)")
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument("--anno-mat", type=Path, default=None, help="official anno.mat (list_action check)")
+    args = parser.parse_args(argv)
+    try:
+        written = convert_anno_bbox(args.mat, args.out, args.anno_mat)
+    except (AnnotationError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for split, path in written.items():
+        data = load_annotations(path)
+        pairs = sum(len(a["hoi"]) for a in data["annotation"])
+        print(f"{split}: {path} ({len(data['filenames'])} images, {pairs} pairs, "
+              f"{len(data['empty'])} without pairs, {len(data['rare'])} rare classes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
