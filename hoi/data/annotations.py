@@ -77,6 +77,9 @@ def load_annotations(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     """Read an annotation file (or take an already loaded dict) and check its structure."""
     if isinstance(source, Mapping):
         data, name = dict(source), "<annotations>"
+    elif not isinstance(source, (str, Path)):
+        check_schema(source)  # raises: not an annotation dict
+        raise AssertionError("unreachable")
     else:
         path = Path(source)
         name = str(path)
