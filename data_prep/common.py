@@ -1,0 +1,46 @@
+"""Pieces shared by the preprocessing stages: sharding over torchrun ranks, provenance,
+file names of per-rank parts."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+from typing import Sequence
+
+import hoi
+
+
+def code_version() -> str:
+    """The package version, with the git commit when running from a checkout."""
+    root = Path(hoi.__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        return f"{hoi.__version__}+g{commit}{'.dirty' if dirty else ''}"
+    except (OSError, subprocess.SubprocessError):
+        return hoi.__version__
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def shard(indices: Sequence[int], rank: int, world_size: int) -> list[int]:
+    """This rank's disjoint share of ``indices`` (every world_size-th, starting at rank)."""
+    return list(indices)[rank::world_size]
+
+
+def rank_part(out: Path, rank: int, world_size: int) -> Path:
+    """Where rank ``rank`` of ``world_size`` writes its part of ``out``."""
+    return out.with_name(f"{out.name}.rank{rank}-of-{world_size}")

@@ -1,0 +1,88 @@
+"""Reading HICO-DET images and turning them into backbone inputs.
+
+Backbone inputs follow DESIGN.md section 4: the whole image resized to a fixed size (VSGNet's
+400x400 by default), scaled to [0, 1] and normalised with the ImageNet mean and std. (The
+official VSGNet code feeds unnormalised images; we normalise as the backbone was trained.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from ..errors import UserError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ImageError(UserError, OSError):
+    """An image that is missing or cannot be decoded."""
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Open an image as RGB; the error names the file."""
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except FileNotFoundError as err:
+        raise ImageError(f"image not found: {path}") from err
+    except (UnidentifiedImageError, OSError) as err:
+        raise ImageError(f"{path}: cannot decode image ({err})") from err
+
+
+def backbone_input(
+    image: Image.Image,
+    size: Sequence[int] = (400, 400),
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> torch.Tensor:
+    """Resize to ``size`` = (H, W) (bilinear), scale to [0, 1], normalise -> (3, H, W) float32."""
+    h, w = int(size[0]), int(size[1])
+    arr = np.asarray(image.resize((w, h), Image.BILINEAR), dtype=np.float32) / 255.0
+    tensor = torch.from_numpy(arr).permute(2, 0, 1)
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    return (tensor - mean_t) / std_t
+
+
+def check_image_dir(root: str | Path, filenames: Sequence[str], source: str) -> Path:
+    """Fail before any work if the image folder or some of its images are missing."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ImageError(f"image folder not found: {root}")
+    missing = [n for n in filenames if not (root / n).is_file()]
+    if missing:
+        raise ImageError(
+            f"{root}: {len(missing)} of the {len(filenames)} images listed in {source} are missing, "
+            f"e.g. {missing[:3]}"
+        )
+    return root
+
+
+class ImageListDataset(Dataset):
+    """Images ``root/filenames[i]`` for the given indices -> ``(i, transform(image))``."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        filenames: Sequence[str],
+        indices: Sequence[int],
+        transform: Callable[[Image.Image], object],
+    ) -> None:
+        self.root = Path(root)
+        self.filenames = list(filenames)
+        self.indices = list(indices)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int) -> tuple[int, object]:
+        i = self.indices[k]
+        return i, self.transform(load_rgb(self.root / self.filenames[i]))
