@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "pretrain": "hoi.commands.pretrain",
     "export-backbone": "hoi.commands.export_backbone",
     "env": "hoi.commands.env",
+    "train": "hoi.commands.train",
+    "test": "hoi.commands.test",
 }
 
 

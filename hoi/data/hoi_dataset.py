@@ -1,0 +1,169 @@
+"""The HOI dataset over the three files of a split: annotations (JSON), detections (HDF5)
+and cached backbone feature maps (HDF5), one item per image, plus the batch collation.
+
+The feature file is opened lazily in each DataLoader worker (:class:`FeatureFile`), never
+inherited across fork. :func:`check_inputs` refuses files that do not belong together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..engine.checkpoint import arch_mismatch
+from .cache import CacheError, DetectionFile, FeatureFile
+from .pairs import PairConfig, image_pairs
+
+PAIR_KEYS = ("pair_h", "pair_o")
+
+
+def check_inputs(
+    anno: Mapping[str, Any],
+    detections: DetectionFile,
+    features: FeatureFile,
+    indices: Sequence[int],
+    backbone: dict[str, Any] | None,
+    channels: int,
+    anno_source: str = "annotations",
+) -> None:
+    """Raise CacheError unless the annotation images ``indices`` all have detections and
+    features, the feature file's image sizes agree with the annotations, its maps have
+    ``channels`` channels, and (when ``backbone`` is given) its provenance names that backbone."""
+    names = [anno["filenames"][i] for i in indices]
+    for source, index in ((detections.path, detections.index), (features.path, features.index)):
+        missing = [n for n in names if n not in index]
+        if missing:
+            raise CacheError(
+                f"{source} does not belong to {anno_source}: {len(missing)} of its {len(names)} images "
+                f"are missing from it, e.g. {missing[:3]}"
+            )
+    for i, name in zip(indices, names):
+        got = [int(v) for v in features.image_sizes[features.index[name]]]
+        want = [int(v) for v in anno["size"][i]]
+        if got != want:
+            raise CacheError(f"{features.path}: image {name} has size {got} there but {want} in {anno_source}")
+    if features.shape[0] != channels:
+        raise CacheError(f"{features.path}: feature maps have {features.shape[0]} channels, the model expects "
+                         f"{channels} (model.in_channels)")
+    if backbone is not None:
+        found = features.provenance.get("backbone")
+        if found is None:
+            raise CacheError(f"{features.path}: its provenance records no backbone, so it cannot be checked "
+                             f"against this run's (set data.check_backbone=false to use it anyway)")
+        diff = arch_mismatch(found, backbone)
+        if diff:
+            raise CacheError(f"{features.path} was extracted with another backbone than this run's:\n  "
+                             + "\n  ".join(d.replace(": checkpoint ", ": features ") for d in diff))
+
+
+class HOIDataset(Dataset):
+    """One item per annotation image in ``indices``: its feature map and its pairs.
+
+    Args:
+        anno: the loaded annotation dict (DESIGN.md 2.1).
+        detections, features: the split's detection and feature files.
+        indices: annotation image indices that make up this dataset.
+        pairs: the pair-building config.
+        with_labels: compute the pairs' verb labels from the GT.
+        add_gt_boxes: add the GT boxes to the proposals (training).
+    """
+
+    def __init__(
+        self,
+        anno: Mapping[str, Any],
+        detections: DetectionFile,
+        features: FeatureFile,
+        indices: Sequence[int],
+        pairs: PairConfig,
+        with_labels: bool = True,
+        add_gt_boxes: bool = False,
+    ) -> None:
+        self.anno = anno
+        self.detections = detections
+        self.features = features
+        self.indices = [int(i) for i in indices]
+        self.cfg = pairs
+        self.with_labels = with_labels
+        self.add_gt_boxes = add_gt_boxes
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def pairs_of(self, k: int):
+        """The :class:`ImagePairs` of item ``k`` (no feature read)."""
+        i = self.indices[k]
+        name = self.anno["filenames"][i]
+        record = self.anno["annotation"][i] if (self.with_labels or self.add_gt_boxes) else None
+        return image_pairs(self.detections.by_name(name), self.cfg, record, self.add_gt_boxes)
+
+    def __getitem__(self, k: int) -> dict[str, Any]:
+        i = self.indices[k]
+        name = self.anno["filenames"][i]
+        pairs = self.pairs_of(k)
+        fmap = torch.from_numpy(self.features.get(self.features.index[name]))
+        item = {
+            "index": i,
+            "features": fmap,
+            "image_size": torch.as_tensor(self.anno["size"][i], dtype=torch.float32),
+            "boxes_h": pairs.boxes_h, "scores_h": pairs.scores_h,
+            "boxes_o": pairs.boxes_o, "scores_o": pairs.scores_o, "labels_o": pairs.labels_o,
+            "pair_h": pairs.pair_h, "pair_o": pairs.pair_o,
+        }
+        if pairs.labels is not None:
+            item["labels"] = pairs.labels
+        return item
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Batch of B images -> one dict of tensors, boxes and pairs concatenated over images.
+
+    Keys: ``features`` (B, C, H, W); ``image_size`` (B, 2) [w, h]; ``index`` (B,) annotation
+    image indices; ``boxes_h`` (Nh, 4), ``scores_h``, ``image_h`` (Nh,); ``boxes_o`` (No, 4),
+    ``scores_o``, ``labels_o``, ``image_o`` (No,); ``pair_h``, ``pair_o`` (P,) indices into the
+    batch's human / object lists; ``pair_image`` (P,); ``labels`` (P, V) when the items have them.
+    """
+    out: dict[str, torch.Tensor] = {
+        "features": torch.stack([it["features"] for it in items]),
+        "image_size": torch.stack([it["image_size"] for it in items]),
+        "index": torch.as_tensor([it["index"] for it in items], dtype=torch.int64),
+    }
+    for key in ("boxes_h", "scores_h", "boxes_o", "scores_o", "labels_o"):
+        out[key] = torch.cat([it[key] for it in items])
+    nh = torch.as_tensor([len(it["boxes_h"]) for it in items])
+    no = torch.as_tensor([len(it["boxes_o"]) for it in items])
+    npairs = torch.as_tensor([len(it["pair_h"]) for it in items])
+    image = torch.arange(len(items))
+    out["image_h"] = image.repeat_interleave(nh)
+    out["image_o"] = image.repeat_interleave(no)
+    out["pair_image"] = image.repeat_interleave(npairs)
+    offset_h = torch.cumsum(nh, 0) - nh
+    offset_o = torch.cumsum(no, 0) - no
+    out["pair_h"] = torch.cat([it["pair_h"] for it in items]) + offset_h.repeat_interleave(npairs)
+    out["pair_o"] = torch.cat([it["pair_o"] for it in items]) + offset_o.repeat_interleave(npairs)
+    if all("labels" in it for it in items):
+        out["labels"] = torch.cat([it["labels"] for it in items])
+    return out
+
+
+def to_device(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Every tensor of a batch on ``device``."""
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@dataclass
+class SplitFiles:
+    """The three files of one split, opened (features lazily)."""
+
+    anno: dict[str, Any]
+    detections: DetectionFile
+    features: FeatureFile
+
+
+def images_with_pairs(dataset: HOIDataset) -> np.ndarray:
+    """(N,) bool: which items of ``dataset`` have at least one pair (detections only, no I/O
+    of features)."""
+    return np.array([dataset.pairs_of(k).num_pairs > 0 for k in range(len(dataset))], dtype=bool)

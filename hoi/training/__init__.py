@@ -1,0 +1,1 @@
+"""Training and inference of the VSGNet heads on cached HICO-DET features."""
