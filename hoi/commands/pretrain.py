@@ -1,0 +1,53 @@
+"""``hoi pretrain``: ImageNet classification training of a backbone (SAC paper, Sec. IV-B).
+
+One process: ``hoi pretrain --config configs/imagenet/sac_resnet50.yaml``. Several GPUs or
+machines: the same command under ``torchrun`` (``scripts/pretrain_imagenet.sh``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..config import ConfigError
+from ..data.imagefolder import DatasetError, ImageReadError
+from ..engine.checkpoint import CheckpointError
+from ..models.weights import WeightsError
+
+HELP = "ImageNet classification training of a backbone (run under torchrun for several GPUs)"
+
+EXPECTED_ERRORS = (ConfigError, DatasetError, ImageReadError, CheckpointError, WeightsError)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, help="YAML file (configs/imagenet/*.yaml)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--resume", action="store_true",
+        help="continue from OUTPUT_DIR/checkpoint.pth (refused if it is another architecture)",
+    )
+    group.add_argument("--resume-from", default=None, metavar="CKPT", help="continue from this checkpoint")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE",
+        help="config overrides, e.g. data.root=/data/imagenet optim.epochs=90 arch=gc_resnet50",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    # imported here so that `hoi pretrain --help` stays fast
+    from ..engine.distributed import cleanup, init_distributed
+    from ..pretrain.config import load_pretrain_config
+    from ..pretrain.trainer import default_checkpoint, run_pretraining
+
+    try:
+        cfg = load_pretrain_config(args.config, args.overrides)
+        resume = args.resume_from or (default_checkpoint(cfg) if args.resume else None)
+        dist = init_distributed(cfg.device, cfg.dist_timeout_s)
+        try:
+            run_pretraining(cfg, dist, resume)
+        finally:
+            cleanup()
+    except EXPECTED_ERRORS as err:
+        print(f"hoi pretrain: error: {err}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,92 @@
+"""Checkpoints that survive a crash mid-write and refuse to resume another architecture.
+
+A checkpoint is a dict; by convention it holds ``arch`` (a plain dict describing the model,
+e.g. the backbone config) next to whatever the training loop needs (``model``, ``optimizer``,
+``scheduler``, ``scaler``, ``epoch``, ``rng``, ``config``). Only tensors and plain Python
+values go in, so it loads with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, unreadable or made for another model."""
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``.
+
+    A reader (or a crash) sees either the old file or the complete new one, never half of it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix.rstrip("."): d}
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        out.update(_flatten(value, f"{prefix}{key}."))
+    return out
+
+
+def arch_mismatch(saved: dict[str, Any], expected: dict[str, Any]) -> list[str]:
+    """``key: saved -> expected`` for every (flattened) key whose values differ."""
+    a, b = _flatten(saved), _flatten(expected)
+    return [
+        f"{key}: checkpoint {a.get(key, '<absent>')!r}, this run {b.get(key, '<absent>')!r}"
+        for key in sorted(set(a) | set(b))
+        if a.get(key, "<absent>") != b.get(key, "<absent>")
+    ]
+
+
+def load_checkpoint(
+    path: str | Path,
+    expected_arch: dict[str, Any] | None = None,
+    map_location: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """Read a checkpoint; if ``expected_arch`` is given, refuse one whose ``arch`` differs.
+
+    Raises CheckpointError naming the file and, for another architecture, every differing key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from err
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path}: expected a checkpoint dict, found {type(ckpt).__name__}")
+    if expected_arch is not None:
+        if "arch" not in ckpt:
+            raise CheckpointError(
+                f"{path}: has no 'arch' entry, so it cannot be checked against this run's model "
+                f"(expected a training checkpoint written by this project; keys: {sorted(ckpt)[:10]})"
+            )
+        diff = arch_mismatch(ckpt["arch"], expected_arch)
+        if diff:
+            raise CheckpointError(
+                f"{path}: made for another architecture than this run's; differences:\n  "
+                + "\n  ".join(diff)
+            )
+    return ckpt

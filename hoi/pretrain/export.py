@@ -1,0 +1,47 @@
+"""From a training checkpoint to the backbone file that the feature extractor loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..config import build_config, to_dict
+from ..engine.checkpoint import CheckpointError, atomic_save, load_checkpoint
+from ..models.backbones import AttentionResNet, BackboneConfig
+from ..models.weights import sha256_of
+
+
+def export_backbone(checkpoint: str | Path, out: str | Path) -> tuple[Path, str]:
+    """Write ``{"backbone": state_dict, "config": backbone config, "sha256_of_source": ...}``
+    (plus the epoch, validation metrics and class names) to ``out``, and its sha256 to
+    ``out + ".sha256"`` (``sha256sum -c`` format). Returns (out, sha256 of out).
+
+    The weights are checked to fit the recorded config before anything is written.
+    """
+    checkpoint, out = Path(checkpoint), Path(out)
+    ckpt = load_checkpoint(checkpoint)
+    missing = [k for k in ("arch", "model") if k not in ckpt]
+    if missing:
+        raise CheckpointError(
+            f"{checkpoint}: not a training checkpoint of `hoi pretrain` (missing {missing}; expected "
+            f"'arch' (the backbone config) and 'model' (its weights))"
+        )
+    config = build_config(BackboneConfig, base=ckpt["arch"])
+    state = {k.removeprefix("module."): v for k, v in ckpt["model"].items()}
+    try:
+        AttentionResNet(config).load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"{checkpoint}: weights do not fit its recorded backbone config: {err}") from err
+    payload: dict[str, Any] = {
+        "backbone": state,
+        "config": to_dict(config),
+        "sha256_of_source": sha256_of(checkpoint),
+        "source": checkpoint.name,
+        "epoch": int(ckpt.get("epoch", -1)) + 1,  # epochs done
+        "metrics": dict(ckpt.get("metrics", {})),
+        "classes": list(ckpt.get("classes", [])),
+    }
+    atomic_save(payload, out)
+    digest = sha256_of(out)
+    Path(f"{out}.sha256").write_text(f"{digest}  {out.name}\n")
+    return out, digest
