@@ -1,0 +1,371 @@
+"""Object detections for every image: Detectron2 Faster R-CNN, ground truth, or imported files.
+
+    python -m data_prep.detect --images DIR --anno instances_X.json --out detections_X.h5 \
+        [--config COCO-Detection/faster_rcnn_R_101_FPN_3x.yaml] [--weights FILE]
+    python -m data_prep.detect --source gt --anno instances_X.json --out ...   # oracle boxes
+    python -m data_prep.detect --source import --import-dir DIR --anno ... --out ...
+    torchrun --nproc_per_node 4 -m data_prep.detect ...                        # sharded
+
+``--source detectron2`` (default) runs a model-zoo config (or a local YAML) in batches, keeps
+detections above ``--score-thresh`` after per-class NMS at ``--nms-thresh``, at most
+``--max-per-image``, and maps COCO's 80 classes to HICO-DET's object indices. Boxes are
+written in the annotation convention: 1-based inclusive pixels of the original image
+(Detectron2's continuous 0-based box ``[x1, y1, x2, y2]`` covers pixels ``x1 + 1 .. x2``).
+The run resumes after a kill (per-image done flags in ``<out>.partial``), and under torchrun
+every rank writes its share to a part file that rank 0 merges.
+
+``--source gt`` writes each image's distinct ground-truth boxes (humans as person, objects
+with their class) with score 1, optionally jittered by ``--jitter`` (a fraction of the box
+size, seeded): the oracle-detection setting, and the demo's stand-in without detector weights.
+
+``--source import`` reads one JSON file per image, ``DIR/<image name without extension>.json``:
+
+    {"boxes": [[x1, y1, x2, y2], ...], "scores": [...], "labels": [...]}
+
+``labels`` are HICO object indices (0..79), or names (``"person"``, ``"dining_table"``);
+``--import-labels coco80`` reads them as COCO contiguous ids 1..80, ``coco91`` as COCO
+category ids. ``--import-boxes`` says whether boxes are ``1-based`` inclusive (the HICO-DET
+files) or ``0-based`` (as PPDM/QPIC-style JSON ship them); an image without a file has no
+detections only with ``--allow-missing``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import urllib.error
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from hoi.data.annotations import load_annotations
+from hoi.data.cache import CacheError, DetectionWriter, ImageDetections, write_detections
+from hoi.data.images import ImageListDataset, check_image_dir
+from hoi.data.metadata import PERSON_OBJECT, hico_metadata
+from hoi.detectron2_compat import import_detectron2
+from hoi.engine.distributed import barrier, cleanup, init_distributed
+from hoi.errors import UserError
+
+from .common import code_version, file_sha256, rank_part, shard
+
+DEFAULT_CONFIG = "COCO-Detection/faster_rcnn_R_101_FPN_3x.yaml"
+
+
+class DetectError(UserError, RuntimeError):
+    """A detector that cannot be built or loaded, or an import file that is malformed."""
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m data_prep.detect", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--anno", required=True, help="instances_{split}.json (the image list)")
+    p.add_argument("--out", required=True, help="detections_{split}.h5 to write (or resume)")
+    p.add_argument("--source", default="detectron2", choices=["detectron2", "gt", "import"])
+    p.add_argument("--images", help="folder of the split's images (detectron2 source)")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="model-zoo config name or a local YAML")
+    p.add_argument("--weights", default=None,
+                   help="model weights (.pkl/.pth); default: the model zoo's (needs network); 'none': random")
+    p.add_argument("--score-thresh", type=float, default=0.05)
+    p.add_argument("--nms-thresh", type=float, default=0.5)
+    p.add_argument("--max-per-image", type=int, default=100)
+    p.add_argument("--min-size", type=int, default=None, help="test-time short side (config default 800)")
+    p.add_argument("--max-size", type=int, default=None, help="test-time long-side cap (config default 1333)")
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--jitter", type=float, default=0.0, help="gt source: box noise, fraction of size")
+    p.add_argument("--seed", type=int, default=0, help="gt source: seed of the jitter")
+    p.add_argument("--import-dir", help="import source: folder of per-image JSON files")
+    p.add_argument("--import-labels", default="hico", choices=["hico", "coco80", "coco91"])
+    p.add_argument("--import-boxes", default="1-based", choices=["1-based", "0-based"])
+    p.add_argument("--allow-missing", action="store_true", help="import source: no file = no detections")
+    return p.parse_args(argv)
+
+
+# --------------------------------------------------------------------------- Detectron2
+def continuous_to_inclusive(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Detectron2's continuous 0-based boxes (K, 4) -> 1-based inclusive pixel boxes in the image."""
+    out = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
+    out[:, :2] += 1.0
+    out[:, [0, 2]] = out[:, [0, 2]].clip(1, width)
+    out[:, [1, 3]] = out[:, [1, 3]].clip(1, height)
+    out[:, 2] = np.maximum(out[:, 2], out[:, 0])
+    out[:, 3] = np.maximum(out[:, 3], out[:, 1])
+    return out
+
+
+def detectron2_cfg(args: argparse.Namespace, device: torch.device):
+    """Detectron2 config from a model-zoo name or a YAML file, with our thresholds."""
+    import_detectron2()
+    from detectron2 import model_zoo
+    from detectron2.config import get_cfg
+
+    cfg = get_cfg()
+    if Path(args.config).is_file():
+        cfg.merge_from_file(args.config)
+    else:
+        try:
+            cfg.merge_from_file(model_zoo.get_config_file(args.config))
+        except RuntimeError as err:
+            raise DetectError(f"--config {args.config!r} is neither a file nor a model-zoo config ({err})") from err
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = args.score_thresh
+    cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST = args.nms_thresh
+    cfg.TEST.DETECTIONS_PER_IMAGE = args.max_per_image
+    if args.min_size:
+        cfg.INPUT.MIN_SIZE_TEST = args.min_size
+    if args.max_size:
+        cfg.INPUT.MAX_SIZE_TEST = args.max_size
+    cfg.MODEL.DEVICE = str(device)
+    cfg.MODEL.WEIGHTS = ""
+    return cfg
+
+
+def build_detector(args: argparse.Namespace, device: torch.device) -> tuple[Any, Any, str]:
+    """(model in eval mode, its config, weights sha256 or a description)."""
+    cfg = detectron2_cfg(args, device)
+    from detectron2 import model_zoo
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling import build_model
+
+    model = build_model(cfg).eval()
+    if args.weights == "none":
+        return model, cfg, "none (random initialisation)"
+    source = args.weights or model_zoo.get_checkpoint_url(args.config)
+    checkpointer = DetectionCheckpointer(model)
+    try:
+        local = checkpointer.path_manager.get_local_path(source)
+    except (urllib.error.URLError, OSError) as err:
+        raise DetectError(
+            f"could not download the detector weights {source} ({err}). Without network access, "
+            f"download that file on a machine that has it and pass --weights /path/to/{Path(source).name}"
+        ) from err
+    if not Path(local).is_file():
+        raise DetectError(f"detector weights not found: {local}")
+    try:
+        checkpoint = checkpointer._load_file(local)
+    except Exception as err:
+        raise DetectError(f"{local}: not a readable Detectron2/PyTorch checkpoint ({err})") from err
+    incompatible = checkpointer._load_model(checkpoint)
+    missing = [k for k in incompatible.missing_keys if "num_batches_tracked" not in k]
+    if missing:
+        raise DetectError(
+            f"{local}: weights do not fit {args.config}: {len(missing)} missing keys, e.g. {missing[:5]}"
+        )
+    return model, cfg, file_sha256(local)
+
+
+class _Detectron2Input:
+    """PIL image -> the dict Detectron2 models take (resized, in the config's channel order)."""
+
+    def __init__(self, cfg) -> None:
+        import detectron2.data.transforms as T
+
+        self.resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
+        self.bgr = cfg.INPUT.FORMAT == "BGR"
+
+    def __call__(self, image) -> dict[str, Any]:
+        arr = np.asarray(image)
+        if self.bgr:
+            arr = arr[:, :, ::-1]
+        h, w = arr.shape[:2]
+        resized = self.resize.get_transform(arr).apply_image(arr)
+        return {"image": torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1))), "height": h, "width": w}
+
+
+def _run_detectron2(args, info, writer, todo, filenames, sizes) -> int:
+    model, cfg, _ = build_detector(args, info.device)
+    coco_to_hico = hico_metadata().coco80_to_hico
+    loader = DataLoader(
+        ImageListDataset(args.images, filenames, todo, _Detectron2Input(cfg)),
+        batch_size=args.batch_size, num_workers=args.workers, collate_fn=lambda batch: batch,
+    )
+    count = 0
+    with torch.inference_mode():
+        for batch in tqdm(loader, desc=f"detect[{info.rank}]", unit="batch", disable=not info.is_main):
+            outputs = model([inp for _, inp in batch])
+            for (i, _), out in zip(batch, outputs):
+                inst = out["instances"].to("cpu")
+                w, h = sizes[i]
+                labels = coco_to_hico[inst.pred_classes.numpy() + 1]
+                boxes = continuous_to_inclusive(inst.pred_boxes.tensor.numpy(), w, h)
+                writer.write(i, ImageDetections(boxes, inst.scores.numpy(), labels))
+            writer.flush()
+            count += len(batch)
+            print(f"[detect] rank {info.rank}: done {count}/{len(todo)}", flush=True)
+    return count
+
+
+# --------------------------------------------------------------------------- ground truth
+def gt_detections(anno: dict[str, Any], index: int, jitter: float = 0.0, seed: int = 0) -> ImageDetections:
+    """Distinct GT boxes of one image (humans as person), score 1, optionally jittered."""
+    pairs = anno["annotation"][index]
+    boxes = np.asarray(pairs["boxes_h"] + pairs["boxes_o"], dtype=np.float32).reshape(-1, 4)
+    labels = np.asarray([PERSON_OBJECT] * len(pairs["boxes_h"]) + list(pairs["object"]), dtype=np.int64)
+    if len(boxes):
+        keyed = np.concatenate([boxes, labels[:, None].astype(np.float32)], axis=1)
+        _, first = np.unique(keyed, axis=0, return_index=True)
+        keep = np.sort(first)
+        boxes, labels = boxes[keep], labels[keep]
+    if jitter > 0 and len(boxes):
+        w, h = anno["size"][index]
+        rng = np.random.default_rng([seed, index])
+        size = np.concatenate([boxes[:, 2:] - boxes[:, :2] + 1] * 2, axis=1)
+        boxes = boxes + rng.normal(0, jitter, boxes.shape).astype(np.float32) * size
+        boxes = np.round(boxes)
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(1, w)
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(1, h)
+        boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2])
+    return ImageDetections(boxes, np.ones(len(boxes), dtype=np.float32), labels)
+
+
+# --------------------------------------------------------------------------- import
+def import_detections(path: Path, args: argparse.Namespace, size: Sequence[int]) -> ImageDetections:
+    """One per-image JSON file (see the module docstring) -> detections in our convention."""
+    meta = hico_metadata()
+    if not path.is_file():
+        if args.allow_missing:
+            return ImageDetections(np.zeros((0, 4)), np.zeros(0), np.zeros(0))
+        raise DetectError(f"no detections file for this image: {path} (use --allow-missing to accept that)")
+    try:
+        data = json.loads(path.read_text())
+        boxes = np.asarray(data["boxes"], dtype=np.float32).reshape(-1, 4)
+        scores = np.asarray(data["scores"], dtype=np.float32).reshape(-1)
+        raw = list(data["labels"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise DetectError(
+            f"{path}: expected {{'boxes': [[x1, y1, x2, y2], ...], 'scores': [...], 'labels': [...]}} ({err!r})"
+        ) from err
+    if not (len(boxes) == len(scores) == len(raw)):
+        raise DetectError(f"{path}: {len(boxes)} boxes, {len(scores)} scores, {len(raw)} labels")
+    names = {n: i for i, n in enumerate(meta.objects)}
+    table = {"hico": None, "coco80": meta.coco80_to_hico, "coco91": meta.coco91_to_hico}[args.import_labels]
+    labels = []
+    for k, label in enumerate(raw):
+        if isinstance(label, str):
+            key = label.replace(" ", "_")
+            if key not in names:
+                raise DetectError(f"{path}: detection {k}: unknown object name {label!r}")
+            labels.append(names[key])
+            continue
+        value = int(label)
+        mapped = value if table is None else (table[value] if 0 <= value < len(table) else -1)
+        if not 0 <= mapped < len(meta.objects):
+            raise DetectError(f"{path}: detection {k}: label {label!r} is not a valid {args.import_labels} id")
+        labels.append(int(mapped))
+    if args.import_boxes == "0-based":
+        boxes = boxes + 1.0
+    bad = ~np.isfinite(boxes).all(axis=1) | (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise DetectError(f"{path}: detection {k}: box {boxes[k].tolist()} is not [x1, y1, x2, y2] with x1<=x2, y1<=y2")
+    w, h = size
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(1, w)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(1, h)
+    return ImageDetections(boxes, scores, np.asarray(labels))
+
+
+# --------------------------------------------------------------------------- driver
+def provenance_of(args: argparse.Namespace) -> dict[str, Any]:
+    prov: dict[str, Any] = {"source": args.source, "annotation": Path(args.anno).name,
+                            "annotation_sha256": file_sha256(args.anno), "code_version": code_version()}
+    if args.source == "detectron2":
+        prov.update(detector="detectron2 Faster R-CNN", config=args.config,
+                    weights=str(args.weights or "model zoo"), score_thresh=args.score_thresh,
+                    nms_thresh=args.nms_thresh, max_per_image=args.max_per_image,
+                    min_size=args.min_size, max_size=args.max_size)
+    elif args.source == "gt":
+        prov.update(jitter=args.jitter, seed=args.seed)
+    else:
+        prov.update(import_dir=str(args.import_dir), import_labels=args.import_labels,
+                    import_boxes=args.import_boxes)
+    return prov
+
+
+def detect(args: argparse.Namespace) -> Path:
+    out = Path(args.out)
+    anno = load_annotations(args.anno)
+    filenames, sizes = anno["filenames"], anno["size"]
+    prov = provenance_of(args)
+    if args.source == "gt":
+        dets = [gt_detections(anno, i, args.jitter, args.seed) for i in range(len(filenames))]
+        write_detections(out, filenames, dets, prov)
+        print(f"[detect] ground-truth boxes{' jittered by %.2f' % args.jitter if args.jitter else ''} "
+              f"for {len(filenames)} images -> {out}", flush=True)
+        return out
+    if args.source == "import":
+        if not args.import_dir or not Path(args.import_dir).is_dir():
+            raise DetectError(f"--import-dir must be an existing folder, got {args.import_dir!r}")
+        dets = [import_detections(Path(args.import_dir) / (Path(n).stem + ".json"), args, sizes[i])
+                for i, n in enumerate(filenames)]
+        write_detections(out, filenames, dets, prov)
+        print(f"[detect] imported detections for {len(filenames)} images -> {out}", flush=True)
+        return out
+
+    if not args.images:
+        raise DetectError("--images is required with --source detectron2")
+    check_image_dir(args.images, filenames, args.anno)
+    info = init_distributed(args.device)
+    if args.weights and args.weights != "none":
+        prov["weights_sha256"] = file_sha256(args.weights) if Path(args.weights).is_file() else None
+    partial = out if not info.distributed else rank_part(out, info.rank, info.world_size)
+    writer = DetectionWriter(partial, filenames, args.max_per_image, prov)
+    mine = shard(range(len(filenames)), info.rank, info.world_size)
+    todo = writer.pending(mine)
+    if info.is_main:
+        print(f"[detect] {out}: {len(mine) - len(todo)} of {len(mine)} images of this rank already done; "
+              f"{len(todo)} to go on {info.device} (world size {info.world_size})", flush=True)
+    start = time.perf_counter()
+    count = _run_detectron2(args, info, writer, todo, filenames, sizes) if todo else 0
+    writer.flush()
+    if info.is_main and count:
+        elapsed = time.perf_counter() - start
+        print(f"[detect] {count} images in {elapsed:.1f} s ({count / elapsed:.2f} images/s on rank 0)", flush=True)
+    barrier()
+    if not info.distributed:
+        writer.finalize()
+    else:
+        writer.close()
+        barrier()
+        if info.is_main:
+            merge_partials(out, [rank_part(out, r, info.world_size) for r in range(info.world_size)],
+                           filenames, args.max_per_image, prov)
+            print(f"[detect] merged {info.world_size} parts into {out}", flush=True)
+        barrier()
+    cleanup()
+    return out
+
+
+def merge_partials(out: Path, parts: list[Path], filenames: list[str], max_per_image: int, prov: dict) -> None:
+    """Combine the ranks' partial files (each done on its own share) into the final file."""
+    merged: list[ImageDetections | None] = [None] * len(filenames)
+    writers = [DetectionWriter(p, filenames, max_per_image, prov) for p in parts]
+    for w in writers:
+        for i in np.flatnonzero(w.done):
+            merged[i] = w.read(int(i))
+    missing = [filenames[i] for i, d in enumerate(merged) if d is None]
+    if missing:
+        raise CacheError(f"{out}: {len(missing)} images have no detections in any part, e.g. {missing[:3]}")
+    write_detections(out, filenames, merged, prov)  # type: ignore[arg-type]
+    for w in writers:
+        w.close()
+        w.partial.unlink()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        detect(args)
+    except UserError as err:
+        print(f"data_prep.detect: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

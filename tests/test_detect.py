@@ -1,0 +1,203 @@
+"""The detection stage with real Detectron2: batched Faster R-CNN on real photos, the COCO ->
+HICO map, ground-truth and imported detections, resume after SIGKILL, torchrun sharding."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from data_prep.detect import detectron2_cfg, gt_detections, main as detect_main, parse_args
+from hoi.data.cache import DetectionFile
+from hoi.data.metadata import PERSON_OBJECT, hico_metadata
+from hoi.detectron2_compat import import_detectron2
+
+from .photos import make_photo_split, read_json
+
+CONFIG = "COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml"  # R50 is the faster of the zoo's for tests
+SIZE = ["--min-size", "256", "--max-size", "320"]
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory) -> tuple[Path, Path]:
+    return make_photo_split(tmp_path_factory.mktemp("photos"), n=4)
+
+
+@pytest.fixture(scope="module")
+def anchor_weights(tmp_path_factory) -> Path:
+    """Random Faster R-CNN weights whose proposals are the anchors themselves (zero RPN deltas)
+    and whose box head calls every proposal a person: real boxes without trained weights."""
+    import_detectron2()  # the compatibility fixes come before any detectron2 submodule
+    from detectron2.modeling import build_model
+
+    torch.manual_seed(0)
+    cfg = detectron2_cfg(parse_args(["--anno", "x", "--out", "y", "--config", CONFIG]), torch.device("cpu"))
+    model = build_model(cfg)
+    with torch.no_grad():
+        model.proposal_generator.rpn_head.anchor_deltas.weight.zero_()
+        model.proposal_generator.rpn_head.anchor_deltas.bias.zero_()
+        predictor = model.roi_heads.box_predictor
+        predictor.bbox_pred.weight.zero_()
+        predictor.bbox_pred.bias.zero_()
+        predictor.cls_score.weight.zero_()
+        predictor.cls_score.bias.zero_()
+        predictor.cls_score.bias[0] = 6.0  # COCO class 0 = person
+    path = tmp_path_factory.mktemp("w") / "anchors_person.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def _args(split, weights: Path, out: Path, *extra: str, batch: int = 1) -> list[str]:
+    """Batches of one by default: every proposal of these weights has the same score, so the
+    kept boxes depend on tie order, which batch padding can change; runs compared with the
+    reference must batch alike."""
+    images, anno = split
+    return ["--images", str(images), "--anno", str(anno), "--out", str(out), "--config", CONFIG,
+            "--weights", str(weights), "--device", "cpu", "--workers", "0", "--batch-size", str(batch),
+            *SIZE, *extra]
+
+
+@pytest.fixture(scope="module")
+def reference(split, anchor_weights, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("det") / "detections.h5"
+    assert detect_main(_args(split, anchor_weights, out)) == 0
+    return out
+
+
+def test_faster_rcnn_detections_file(split, anchor_weights, reference) -> None:
+    anno = read_json(split[1])
+    det = DetectionFile(reference)
+    assert det.filenames == anno["filenames"] and not Path(str(reference) + ".partial").exists()
+    assert det.provenance["config"] == CONFIG and det.provenance["score_thresh"] == 0.05
+    assert det.provenance["weights_sha256"] and len(det.provenance["weights_sha256"]) == 64
+    for i, (w, h) in enumerate(anno["size"]):
+        d = det[i]
+        assert 1 <= len(d) <= 100
+        assert (d.labels == PERSON_OBJECT).all()
+        assert (d.scores > 0.05).all() and (d.scores <= 1).all()
+        assert (d.boxes[:, 0] >= 1).all() and (d.boxes[:, 2] <= w).all()
+        assert (d.boxes[:, 1] >= 1).all() and (d.boxes[:, 3] <= h).all()
+        assert (d.boxes[:, 2] >= d.boxes[:, 0]).all() and (d.boxes[:, 3] >= d.boxes[:, 1]).all()
+        assert len(np.unique(d.boxes, axis=0)) > 1  # anchors of several sizes and places
+
+
+def test_batched_run_with_score_and_count_limits(split, anchor_weights, tmp_path) -> None:
+    out = tmp_path / "few.h5"
+    args = _args(split, anchor_weights, out, "--max-per-image", "3", "--score-thresh", "0.5", batch=3)
+    assert detect_main(args) == 0
+    det = DetectionFile(out)
+    assert all(1 <= len(det[i]) <= 3 for i in range(len(det)))
+    assert det.provenance["max_per_image"] == 3
+
+
+def test_download_failure_says_to_pass_a_local_file(split, tmp_path, capsys) -> None:
+    url = "http://127.0.0.1:9/model_final_f10217.pkl"  # a closed local port: no network needed
+    args = _args(split, Path(url), tmp_path / "d.h5")
+    args[args.index("--weights") + 1] = url
+    assert detect_main(args) == 2
+    err = capsys.readouterr().err
+    assert "could not download" in err and "--weights /path/to/model_final_f10217.pkl" in err
+
+
+def test_coco_to_hico_map_agrees_with_detectron2_class_names(shared_dir) -> None:
+    import_detectron2()
+    from detectron2.data import MetadataCatalog
+
+    coco_names = MetadataCatalog.get("coco_2017_val").thing_classes
+    meta = hico_metadata()
+    official = json.loads((shared_dir / "hicodet" / "coco80tohico80.json").read_text())
+    for k, name in enumerate(coco_names):
+        hico = meta.coco80_to_hico[k + 1]
+        assert hico == official[str(k + 1)]
+        assert meta.objects[hico] == name.replace(" ", "_") or (name, meta.objects[hico]) in {
+            ("motorcycle", "motorcycle"), ("couch", "couch"), ("potted plant", "potted_plant"),
+            ("tv", "tv"), ("hair drier", "hair_drier"), ("dining table", "dining_table"),
+        }
+
+
+def test_ground_truth_source(split, tmp_path) -> None:
+    anno = read_json(split[1])
+    anno["annotation"][0] = {  # two pairs sharing the human, one with a person as object
+        "boxes_h": [[1, 1, 50, 80], [1, 1, 50, 80]],
+        "boxes_o": [[60, 10, 90, 40], [40, 2, 70, 70]],
+        "object": [41, PERSON_OBJECT], "verb": [36, 52],
+        "hoi": [int(hico_metadata().pair_to_hoi[41, 36]), int(hico_metadata().pair_to_hoi[PERSON_OBJECT, 52])],
+    }
+    d = gt_detections(anno, 0)
+    assert d.labels.tolist() == [PERSON_OBJECT, 41, PERSON_OBJECT]
+    assert d.boxes.tolist() == [[1, 1, 50, 80], [60, 10, 90, 40], [40, 2, 70, 70]]
+    assert (d.scores == 1).all()
+    j1, j2 = gt_detections(anno, 0, jitter=0.1, seed=3), gt_detections(anno, 0, jitter=0.1, seed=3)
+    assert np.array_equal(j1.boxes, j2.boxes) and not np.array_equal(j1.boxes, d.boxes)
+    w, h = anno["size"][0]
+    assert (j1.boxes[:, 2] <= w).all() and (j1.boxes[:, :2] >= 1).all()
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps(anno))
+    out = tmp_path / "gt.h5"
+    assert detect_main(["--source", "gt", "--anno", str(path), "--out", str(out), "--jitter", "0.1", "--seed", "3"]) == 0
+    np.testing.assert_array_equal(DetectionFile(out)[0].boxes, j1.boxes)
+
+
+def test_import_source(split, tmp_path, capsys) -> None:
+    anno = read_json(split[1])
+    folder = tmp_path / "imported"
+    folder.mkdir()
+    for name in anno["filenames"]:
+        (folder / (Path(name).stem + ".json")).write_text(json.dumps(
+            {"boxes": [[0, 0, 9, 19], [5, 5, 30, 30]], "scores": [0.9, 0.4], "labels": [1, 42]}
+        ))
+    out = tmp_path / "imp.h5"
+    args = ["--source", "import", "--anno", str(split[1]), "--out", str(out), "--import-dir", str(folder),
+            "--import-labels", "coco80", "--import-boxes", "0-based"]
+    assert detect_main(args) == 0
+    d = DetectionFile(out)[0]
+    assert d.boxes.tolist() == [[1, 1, 10, 20], [6, 6, 31, 31]]
+    meta = hico_metadata()
+    assert d.labels.tolist() == [PERSON_OBJECT, int(meta.coco80_to_hico[42])]
+    bad = folder / (Path(anno["filenames"][2]).stem + ".json")
+    bad.write_text(json.dumps({"boxes": [[5, 5, 1, 1]], "scores": [0.3], "labels": [1]}))
+    assert detect_main(args) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "detection 0" in err and "x1<=x2" in err
+
+
+def test_resume_after_sigkill(split, anchor_weights, reference, tmp_path) -> None:
+    out = tmp_path / "detections.h5"
+    cmd = [sys.executable, "-m", "data_prep.detect", *_args(split, anchor_weights, out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    for line in proc.stdout:
+        if "done 2/" in line:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=120)
+    assert proc.returncode == -signal.SIGKILL and not out.exists()
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "2 of 4 images of this rank already done; 2 to go" in rerun.stdout
+    ref, got = DetectionFile(reference), DetectionFile(out)
+    for i in range(4):
+        np.testing.assert_allclose(got[i].boxes, ref[i].boxes, atol=1e-3)
+        np.testing.assert_allclose(got[i].scores, ref[i].scores, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_equal_one_process(split, anchor_weights, reference, tmp_path) -> None:
+    out = tmp_path / "detections.h5"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "data_prep.detect", *_args(split, anchor_weights, out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "merged 2 parts" in proc.stdout and not list(tmp_path.glob("*.partial"))
+    ref, got = DetectionFile(reference), DetectionFile(out)
+    assert got.filenames == ref.filenames
+    for i in range(4):
+        np.testing.assert_allclose(got[i].boxes, ref[i].boxes, atol=1e-3)
