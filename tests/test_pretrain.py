@@ -147,14 +147,13 @@ def test_export_backbone_loads_into_feature_extractor(sac_run, tmp_path, capsys)
 
 
 def test_two_process_gloo_run(tmp_path):
-    """torchrun with two CPU processes: DDP training and a sharded evaluation of 9 images
+    """scripts/pretrain_imagenet.sh (torchrun) with two CPU processes: DDP training and a sharded evaluation of 9 images
     (shards of 5 and 4) that counts each image once."""
     data = make_image_folder(tmp_path / "data", n_train=4, n_val=3)
     out = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "HOI_VENV": sys.prefix}
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "hoi", "pretrain", "--config", str(CONFIGS / "sac_resnet50.yaml"),
+        "bash", str(REPO / "scripts" / "pretrain_imagenet.sh"), "2", str(CONFIGS / "sac_resnet50.yaml"),
         *tiny(data, out, 4, 4, 1, "optim.lr=0.01", "device=cpu"),
     ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
