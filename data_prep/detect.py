@@ -186,8 +186,9 @@ def _run_detectron2(args, info, writer, todo, filenames, sizes) -> int:
         batch_size=args.batch_size, num_workers=args.workers, collate_fn=lambda batch: batch,
     )
     count = 0
-    with torch.inference_mode():
-        for batch in tqdm(loader, desc=f"detect[{info.rank}]", unit="batch", disable=not info.is_main):
+    bar = tqdm(total=len(todo), desc=f"detect[{info.rank}]", unit="img", disable=not info.is_main)
+    with torch.inference_mode(), bar:
+        for batch in loader:
             outputs = model([inp for _, inp in batch])
             for (i, _), out in zip(batch, outputs):
                 inst = out["instances"].to("cpu")
@@ -197,6 +198,7 @@ def _run_detectron2(args, info, writer, todo, filenames, sizes) -> int:
                 writer.write(i, ImageDetections(boxes, inst.scores.numpy(), labels))
             writer.flush()
             count += len(batch)
+            bar.update(len(batch))
             print(f"[detect] rank {info.rank}: done {count}/{len(todo)}", flush=True)
     return count
 

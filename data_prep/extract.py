@@ -132,13 +132,15 @@ def extract(args: argparse.Namespace) -> Path:
     )
     start, count = time.perf_counter(), 0
     autocast = torch.autocast("cuda", dtype=torch.float16, enabled=info.device.type == "cuda")
-    with torch.inference_mode(), autocast:
-        for indices, images in tqdm(loader, desc=f"extract[{info.rank}]", unit="batch", disable=not info.is_main):
+    bar = tqdm(total=len(todo), desc=f"extract[{info.rank}]", unit="img", disable=not info.is_main)
+    with torch.inference_mode(), autocast, bar:
+        for indices, images in loader:
             maps = extractor(images.to(info.device, non_blocking=True)).half().cpu().numpy()
             for i, fmap in zip(indices.tolist(), maps):
                 writer.write(i, fmap)
             writer.flush()
             count += len(indices)
+            bar.update(len(indices))
             print(f"[extract] rank {info.rank}: done {count}/{len(todo)}", flush=True)
     writer.close()
     elapsed = time.perf_counter() - start
