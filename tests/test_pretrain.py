@@ -72,9 +72,10 @@ def small_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def sac_run(small_data, tmp_path_factory) -> Path:
-    """An uninterrupted 2-epoch SAC-ResNet-50 run (3 iterations of 4 images per epoch)."""
+    """An uninterrupted 2-epoch SAC-ResNet-50 run (3 iterations of 4 images per epoch), with a
+    DataLoader worker process, whose augmentation seeds must also survive a resume."""
     out = tmp_path_factory.mktemp("sac_run")
-    pretrain("sac_resnet50.yaml", tiny(small_data, out, 4, 6, 2, "optim.lr=0.01"))
+    pretrain("sac_resnet50.yaml", tiny(small_data, out, 4, 6, 2, "optim.lr=0.01", "data.workers=1"))
     return out
 
 
@@ -101,7 +102,7 @@ def test_resume_matches_uninterrupted(sac_run, small_data, tmp_path):
     """Stop after epoch 1, resume: the final weights, optimizer state and metrics equal those
     of the uninterrupted run bit for bit."""
     out = tmp_path / "stopped"
-    overrides = tiny(small_data, out, 4, 6, 2, "optim.lr=0.01")
+    overrides = tiny(small_data, out, 4, 6, 2, "optim.lr=0.01", "data.workers=1")
     pretrain("sac_resnet50.yaml", [*overrides, "stop_after_epoch=1"])
     assert len(epoch_records(out)) == 1
     pretrain("sac_resnet50.yaml", overrides, resume=out / "checkpoint.pth")
@@ -252,6 +253,15 @@ def test_resume_without_checkpoint_and_overwrite_are_refused(sac_run, small_data
     assert code == 2 and "checkpoint not found" in capsys.readouterr().err
     with pytest.raises(CheckpointError, match="pass --resume"):
         pretrain("sac_resnet50.yaml", tiny(small_data, sac_run, 4, 6, 2))
+
+
+def test_total_batch_is_shared_by_the_processes():
+    from hoi.config import ConfigError
+    from hoi.pretrain.config import per_process_batch
+
+    assert per_process_batch(256, 4) == 64
+    with pytest.raises(ConfigError, match="optim.batch_size=256 .* 3 processes"):
+        per_process_batch(256, 3)
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
