@@ -140,6 +140,11 @@ def test_export_backbone_loads_into_feature_extractor(sac_run, tmp_path, capsys)
 
     from hoi.config import build_config
 
+    plain = tmp_path / "plain_state_dict.pth"
+    torch.save(payload["backbone"], plain)
+    with pytest.raises(CheckpointError, match=rf"{plain}: not a training checkpoint .*missing \['arch', 'model'\]"):
+        export_backbone(plain, tmp_path / "never.pth")
+
     model = AttentionResNet(build_config(BackboneConfig, base=payload["config"]))
     load_backbone_weights(model, out)  # strict
     extractor = FrozenFeatureExtractor(model, last_stage=4)

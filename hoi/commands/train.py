@@ -4,6 +4,7 @@ several under torchrun)."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..engine.distributed import cleanup, init_distributed
 
@@ -12,8 +13,10 @@ HELP = "train the VSGNet interaction heads on cached features (Table XI runs)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="run YAML (configs/hico/*.yaml)")
-    parser.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
-                        help="continue a run: from CKPT, or from output_dir/checkpoint.pth when no path is given")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in output_dir from its checkpoint.pth")
+    parser.add_argument("--resume-from", default=None, metavar="CKPT",
+                        help="continue from this checkpoint (written into output_dir from then on)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="config overrides, e.g. optim.epochs=10 output_dir=runs/x")
 
@@ -23,10 +26,8 @@ def run(args: argparse.Namespace) -> int:
     from ..training.trainer import CHECKPOINT_NAME, run_training
 
     cfg = load_config(args.config, args.overrides)
-    resume = args.resume
-    if resume == "auto":
-        from pathlib import Path
-
+    resume = args.resume_from
+    if args.resume and resume is None:
         resume = Path(cfg.output_dir) / CHECKPOINT_NAME
     dist = init_distributed(cfg.device, cfg.dist_timeout_s)
     try:

@@ -52,6 +52,26 @@ class VSGNetConfig:
     max_log_score: float = -1e-6  # log p is clamped below this, so log(1 - p) stays finite
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes whose gradient is the sum of the processes' gradients."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        import torch.distributed as dist
+
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        import torch.distributed as dist
+
+        out = grad.clone()
+        dist.all_reduce(out)
+        return out
+
+
 class GroupBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics cover the whole distributed batch.
 
@@ -65,12 +85,10 @@ class GroupBatchNorm2d(nn.BatchNorm2d):
 
         if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         xf = x.float()
         n = torch.tensor([xf.numel() / xf.shape[1]], device=x.device, dtype=torch.float32)
         stats = torch.cat([n, xf.sum(dim=(0, 2, 3)), (xf * xf).sum(dim=(0, 2, 3))])
-        stats = all_reduce(stats)
+        stats = _AllReduceSum.apply(stats)
         c = x.shape[1]
         count = stats[0]
         mean = stats[1:1 + c] / count

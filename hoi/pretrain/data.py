@@ -71,6 +71,8 @@ def build_loaders(cfg: PretrainConfig, train: ImageFolderDataset, val: ImageFold
         num_workers=cfg.data.workers,
         pin_memory=dist.device.type == "cuda",
         collate_fn=collate_skipping,
+        # workers are re-made each epoch and draw their seeds from the (checkpointed) torch
+        # RNG; persistent workers would carry augmentation state that a resume cannot restore
         persistent_workers=False,
     )
     train_loader = DataLoader(train, batch_size=batch, sampler=sampler, drop_last=True, **common)

@@ -1,0 +1,130 @@
+"""Training the VSGNet heads end to end on tiny caches: the loss falls and the train set is
+overfit (hoi train -> hoi test -> mAP), runs are reproducible, resume is exact, a 2-process
+gloo DDP run equals one process with the same total batch, and bad checkpoints are refused."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hoi.cli import main as hoi_main
+from hoi.data import load_annotations, pair_counts
+from hoi.engine.distributed import DistInfo
+from hoi.engine.logging import read_metrics
+from hoi.evaluation import HOIDetections, evaluate
+from hoi.training.config import load_config
+from hoi.training.trainer import run_training
+
+from .test_vsgnet_synth import make_split, run_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("hico")
+    make_split(root, "train2015", 12, seed=0)
+    return root
+
+
+def _train(root: Path, out: Path, **extra) -> dict[str, torch.Tensor]:
+    run_training(load_config(None, run_overrides(root, out, **extra)), DistInfo(), None)
+    return torch.load(out / "checkpoint.pth", weights_only=True)
+
+
+def test_overfits_a_tiny_train_set(data_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["train", "--config", str(REPO / "configs/hico/base.yaml"),
+            *run_overrides(data_root, out, **{"optim.epochs": 40, "log_every": 1000})]
+    assert hoi_main(args) == 0
+    losses = [r["train/loss"] for r in read_metrics(out / "metrics.jsonl") if "train/loss" in r]
+    assert len(losses) == 40 and np.mean(losses[-5:]) < 0.3 * np.mean(losses[:3])
+    assert (out / "config.yaml").is_file() and (out / "best.pth").is_file()
+    results = tmp_path / "results.npz"
+    assert hoi_main(["test", "--checkpoint", str(out / "best.pth"), "--split", "train2015", "--out", str(results)]) == 0
+    anno = load_annotations(data_root / "instances_train2015.json")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = evaluate(anno, HOIDetections.load(results), "default")["default"]
+    present = pair_counts(anno) > 0
+    # the official mean runs over all 600 classes; only the ones in these images can score
+    assert res.ap[present].mean() > 0.9, res.ap[present]
+    assert hoi_main(["eval", "--anno", str(data_root / "instances_train2015.json"),
+                     "--detections", str(results), "--setting", "default"]) == 0
+
+
+def test_same_seed_same_weights_and_exact_resume(data_root: Path, tmp_path: Path) -> None:
+    a = _train(data_root, tmp_path / "a")
+    b = _train(data_root, tmp_path / "b")
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    # interrupted after epoch 1, then resumed through the command line
+    part = tmp_path / "c"
+    run_training(load_config(None, run_overrides(data_root, part, stop_after_epoch=1)), DistInfo(), None)
+    assert torch.load(part / "checkpoint.pth", weights_only=True)["epoch"] == 0
+    assert hoi_main(["train", "--config", str(REPO / "configs/hico/base.yaml"), "--resume",
+                     *run_overrides(data_root, part)]) == 0
+    c = torch.load(part / "checkpoint.pth", weights_only=True)
+    assert c["epoch"] == 2
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], c["model"][key]), key
+    ma = read_metrics(tmp_path / "a" / "metrics.jsonl")
+    mc = read_metrics(part / "metrics.jsonl")
+    assert [r["step"] for r in ma] == [r["step"] for r in mc]
+    assert [r.get("train/loss") for r in ma] == [r.get("train/loss") for r in mc]
+
+
+def test_validation_split_is_seeded_and_saved(data_root: Path, tmp_path: Path) -> None:
+    _train(data_root, tmp_path / "v", **{"data.val_fraction": 0.25, "optim.epochs": 1})
+    import json
+
+    split = json.loads((tmp_path / "v" / "val_split.json").read_text())
+    assert len(split["val_filenames"]) == 3
+    rec = read_metrics(tmp_path / "v" / "metrics.jsonl")[-1]
+    assert "val/map_full" in rec and "val/map_present" in rec
+    ckpt = torch.load(tmp_path / "v" / "best.pth", weights_only=True)
+    assert ckpt["epoch"] == 0
+
+
+def test_two_process_gloo_ddp_equals_one_process(data_root: Path, tmp_path: Path) -> None:
+    single = _train(data_root, tmp_path / "single")
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "hoi", "train", "--config", str(REPO / "configs/hico/base.yaml"), *run_overrides(data_root, out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = torch.load(out / "checkpoint.pth", weights_only=True)
+    assert ddp["world_size"] == 2 and len(ddp["rng"]) == 2
+    for key, value in single["model"].items():
+        torch.testing.assert_close(ddp["model"][key], value, atol=2e-5, rtol=1e-4, msg=key)
+
+
+def test_checkpoint_of_another_model_is_refused(data_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    _train(data_root, out, **{"optim.epochs": 1})
+    ckpt = torch.load(out / "best.pth", weights_only=True)
+    ckpt["arch"]["heads"]["head_channels"] = 64
+    ckpt["config"]["model"]["head_channels"] = 64
+    torch.save(ckpt, tmp_path / "other.pth")
+    from hoi.engine.checkpoint import CheckpointError
+    import argparse
+
+    from hoi.training.predict import run_test, test_config
+
+    args = argparse.Namespace(checkpoint=str(tmp_path / "other.pth"), split="train2015", out=str(tmp_path / "x.npz"),
+                              anno=None, detections=None, features=None, batch_size=None, workers=None,
+                              device="cpu", overrides=[])
+    with pytest.raises(CheckpointError, match=r"mismatched shapes: .*graph_head"):
+        run_test(test_config(args), args, DistInfo())
+    # resuming a run of another architecture is refused before training, with the keys
+    with pytest.raises(CheckpointError, match=r"heads.head_channels: checkpoint 32, this run 16"):
+        run_training(load_config(None, run_overrides(data_root, out, **{"model.head_channels": 16})),
+                     DistInfo(), out / "checkpoint.pth")

@@ -1,0 +1,108 @@
+"""Pair building, labels, spatial maps and geometry (hoi.data.pairs, hoi.data.spatial)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from hoi.data.boxes import iou_matrix_inclusive
+from hoi.data.cache import ImageDetections
+from hoi.data.hoi_dataset import collate
+from hoi.data.pairs import PairConfig, all_pairs, image_pairs, iou_matrix, select_detections
+from hoi.data.spatial import interaction_maps, pair_geometry
+
+
+def _dets(rows):
+    rows = np.asarray(rows, dtype=np.float64)
+    return ImageDetections(rows[:, :4], rows[:, 4], rows[:, 5].astype(int))
+
+
+def test_selection_thresholds_caps_and_humans_as_objects() -> None:
+    rng = np.random.default_rng(0)
+    n = 40
+    boxes = np.sort(rng.uniform(1, 100, (n, 2, 2)), axis=1).transpose(0, 2, 1).reshape(n, 4)[:, [0, 2, 1, 3]]
+    scores = rng.uniform(0, 1, n)
+    labels = np.where(np.arange(n) % 2 == 0, 49, 3)
+    det = ImageDetections(boxes, scores, labels)
+    cfg = PairConfig(max_humans=5, max_objects=7)
+    humans, objects = select_detections(det, cfg)
+    assert len(humans) <= 5 and len(objects) <= 7
+    assert (labels[humans] == 49).all() and (scores[humans] >= 0.6).all()
+    assert np.all(np.diff(scores[humans]) <= 0)
+    non_person = objects[labels[objects] != 49]
+    assert (scores[non_person] >= 0.3).all()
+    # non-person objects first, then humans; the 5 best qualifying non-person objects come first
+    expected = np.flatnonzero((labels != 49) & (scores >= 0.3))
+    expected = expected[np.argsort(-scores[expected], kind="stable")][:7]
+    assert objects[: len(expected)].tolist() == expected.tolist()
+    assert set(objects[len(expected):]) <= set(humans)
+    assert not set(select_detections(det, PairConfig(humans_as_objects=False))[1]) & set(humans)
+
+
+def test_pairs_exclude_self_and_are_human_major() -> None:
+    ph, po = all_pairs(torch.tensor([3, 5]), torch.tensor([7, 3, 5]), exclude_self=True)
+    assert list(zip(ph.tolist(), po.tolist())) == [(0, 0), (0, 2), (1, 0), (1, 1)]
+    ph, _ = all_pairs(torch.tensor([3, 5]), torch.tensor([7, 3, 5]), exclude_self=False)
+    assert len(ph) == 6
+
+
+def test_iou_matches_the_official_convention() -> None:
+    rng = np.random.default_rng(1)
+    a = np.sort(rng.integers(1, 60, (9, 2, 2)), axis=1).transpose(0, 2, 1).reshape(9, 4)[:, [0, 2, 1, 3]].astype(float)
+    b = np.sort(rng.integers(1, 60, (7, 2, 2)), axis=1).transpose(0, 2, 1).reshape(7, 4)[:, [0, 2, 1, 3]].astype(float)
+    ours = iou_matrix(torch.tensor(a), torch.tensor(b)).numpy()
+    np.testing.assert_allclose(ours, iou_matrix_inclusive(a, b), atol=1e-12)
+
+
+def test_labels_from_gt_pairs() -> None:
+    # humans 0, 1; object 2 (class 3); GT: human 0 + object 2 -> verbs 4 and 9; human 1 + human 0 -> verb 7
+    det = _dets([[10, 10, 50, 90, 0.9, 49], [60, 10, 100, 90, 0.8, 49], [20, 60, 40, 80, 0.5, 3]])
+    anno = {"boxes_h": [[11, 10, 50, 90], [11, 10, 50, 90], [60, 10, 100, 90]],
+            "boxes_o": [[20, 61, 40, 80], [20, 61, 40, 80], [10, 10, 50, 90]],
+            "object": [3, 3, 49], "verb": [4, 9, 7], "hoi": [0, 0, 0]}
+    pairs = image_pairs(det, PairConfig(), anno)
+    # objects: [2, 0, 1]; pairs (h, o) excluding self
+    got = {(int(h), int(o)): set(np.flatnonzero(pairs.labels[k].numpy()).tolist())
+           for k, (h, o) in enumerate(zip(pairs.pair_h, pairs.pair_o))}
+    assert got == {(0, 0): {4, 9}, (0, 2): set(), (1, 0): set(), (1, 1): {7}}
+    # with the class required, a GT pair whose object class differs gives no label
+    anno["object"] = [5, 5, 49]
+    strict = image_pairs(det, PairConfig(label_match_object=True), anno)
+    assert strict.labels[0].sum() == 0 and strict.labels[3, 7] == 1
+
+
+def test_gt_boxes_join_the_proposals_when_asked() -> None:
+    det = _dets([[10, 10, 50, 90, 0.9, 49]])
+    anno = {"boxes_h": [[60, 10, 100, 90]], "boxes_o": [[20, 60, 40, 80]], "object": [3], "verb": [4], "hoi": [0]}
+    assert image_pairs(det, PairConfig(), anno).num_pairs == 0
+    pairs = image_pairs(det, PairConfig(), anno, add_gt=True)
+    assert len(pairs.boxes_h) == 2 and pairs.labels.sum() == 1
+
+
+def test_spatial_maps_and_geometry() -> None:
+    bh = torch.tensor([[1.0, 1.0, 50.0, 100.0]])
+    bo = torch.tensor([[51.0, 51.0, 100.0, 100.0]])
+    maps = interaction_maps(bh, bo, torch.tensor([[100.0, 100.0]]), 4, 100.0)
+    assert maps.shape == (1, 2, 4, 4)
+    expected_h = torch.zeros(4, 4)
+    expected_h[:, :2] = 100
+    expected_o = torch.zeros(4, 4)
+    expected_o[2:, 2:] = 100
+    assert torch.equal(maps[0, 0], expected_h) and torch.equal(maps[0, 1], expected_o)
+    g = pair_geometry(bh, bo)
+    torch.testing.assert_close(g, torch.tensor([[-50 / 50, -50 / 50, np.log(50 / 50), np.log(100 / 50)]]).float())
+    assert torch.isfinite(pair_geometry(torch.tensor([[5.0, 5, 4, 4]]), torch.tensor([[5.0, 5, 5, 5]]))).all()
+
+
+def test_collate_offsets_pairs_into_the_batch() -> None:
+    def item(nh, no, pairs):
+        return {"index": 0, "features": torch.zeros(2, 3, 3), "image_size": torch.tensor([10.0, 10.0]),
+                "boxes_h": torch.zeros(nh, 4), "scores_h": torch.zeros(nh), "boxes_o": torch.zeros(no, 4),
+                "scores_o": torch.zeros(no), "labels_o": torch.zeros(no, dtype=torch.long),
+                "pair_h": torch.tensor([p[0] for p in pairs], dtype=torch.long),
+                "pair_o": torch.tensor([p[1] for p in pairs], dtype=torch.long),
+                "labels": torch.zeros(len(pairs), 117)}
+    b = collate([item(2, 3, [(0, 2), (1, 0)]), item(0, 0, []), item(1, 2, [(0, 1)])])
+    assert b["pair_h"].tolist() == [0, 1, 2] and b["pair_o"].tolist() == [2, 0, 4]
+    assert b["pair_image"].tolist() == [0, 0, 2] and b["image_o"].tolist() == [0, 0, 0, 2, 2]
+    assert b["labels"].shape == (3, 117)
