@@ -65,11 +65,11 @@ def make_split(root: Path, split: str, num_images: int = 8, seed: int = 0, arch:
     anno = build_instances(names, sizes, records)
     root.mkdir(parents=True, exist_ok=True)
     save_annotations(anno, root / f"instances_{split}.json")
-    (root / "detections").mkdir(parents=True, exist_ok=True)
-    write_detections(root / "detections" / f"detections_{split}.h5", names, dets, {"detector": "gt boxes (test)"})
+    (root / "cache").mkdir(parents=True, exist_ok=True)
+    write_detections(root / "cache" / f"detections_{split}.h5", names, dets, {"detector": "gt boxes (test)"})
     prov = {"backbone": to_dict(backbone_config(arch)), "weights_sha256": "0" * 64, "input_size": [400, 400],
             "normalization": "imagenet", "layer": "layer3"}
-    writer = FeatureWriter(root / "features" / arch / f"features_{split}.h5", names, sizes, (CHANNELS, MAP, MAP), prov)
+    writer = FeatureWriter(root / "cache" / arch / f"features_{split}.h5", names, sizes, (CHANNELS, MAP, MAP), prov)
     for i in range(num_images):
         writer.write(i, rng.standard_normal((CHANNELS, MAP, MAP)).astype(np.float32))
     writer.close()
@@ -121,9 +121,9 @@ def test_features_of_another_backbone_are_refused(tmp_path: Path) -> None:
 
     make_split(tmp_path, "train2015", 3, arch="resnet50")
     # the config names sac_resnet50; put the resnet50 features where it looks for them
-    (tmp_path / "features" / ARCH).mkdir(parents=True)
-    (tmp_path / "features" / "resnet50" / "features_train2015.h5").rename(
-        tmp_path / "features" / ARCH / "features_train2015.h5")
+    (tmp_path / "cache" / ARCH).mkdir(parents=True)
+    (tmp_path / "cache" / "resnet50" / "features_train2015.h5").rename(
+        tmp_path / "cache" / ARCH / "features_train2015.h5")
     with pytest.raises(CacheError, match=r"another backbone[^$]*attention.type: features .none., this run .sac."):
         open_split(_cfg(tmp_path, tmp_path / "run"), "train2015")
     open_split(_cfg(tmp_path, tmp_path / "run", **{"data.check_backbone": False}), "train2015")

@@ -27,8 +27,8 @@ class DataConfig:
     root: str = "data/hicodet"
     # file templates; {root}, {split} and {arch} are filled in
     annotations: str = "{root}/instances_{split}.json"
-    detections: str = "{root}/detections/detections_{split}.h5"
-    features: str = "{root}/features/{arch}/features_{split}.h5"
+    detections: str = "{root}/cache/detections_{split}.h5"
+    features: str = "{root}/cache/{arch}/features_{split}.h5"
     train_split: str = "train2015"
     test_split: str = "test2015"
     val_fraction: float = 0.05  # of the training images, held out for model selection
