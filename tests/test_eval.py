@@ -370,3 +370,29 @@ def test_hoi_eval_command(small, tmp_path, capsys) -> None:
                      "--setting", "default", "--json", str(tmp_path / "m.json")])
     assert code == 0
     assert json.loads((tmp_path / "m.json").read_text())["default"]["ap"] == expected["default"].ap.tolist()
+
+
+def test_annotated_classes_average_only_classes_with_ground_truth() -> None:
+    """On a test set covering few classes, ``classes="annotated"`` averages over those only."""
+    from hoi.data import build_instances
+    from hoi.evaluation import HOIDetections, evaluate
+
+    meta = hico_metadata()
+    cup, horse = meta.objects.index("cup"), meta.objects.index("horse")
+    hold, ride = meta.verbs.index("hold"), meta.verbs.index("ride")
+    hoi_a, hoi_b = int(meta.pair_to_hoi[cup, hold]), int(meta.pair_to_hoi[horse, ride])
+    box_h, box_o = [1, 1, 40, 80], [50, 10, 90, 40]
+    pairs = [{"boxes_h": [box_h], "boxes_o": [box_o], "hoi": [h], "object": [o], "verb": [v]}
+             for h, o, v in ((hoi_a, cup, hold), (hoi_b, horse, ride))]
+    data = build_instances(["a.jpg", "b.jpg"], [[100, 100], [100, 100]], pairs)
+    det = HOIDetections(image_index=np.array([0, 1]), boxes_h=np.array([box_h] * 2, dtype=float),
+                        boxes_o=np.array([box_o] * 2, dtype=float), object=np.array([cup, horse]),
+                        hoi=np.array([hoi_a, hoi_b]), score=np.array([0.9, 0.8]))
+    with pytest.warns(UserWarning, match="no GT pair"):
+        official = evaluate(data, det, "default")["default"]
+    assert official.full == pytest.approx(2 / 600)
+    annotated = evaluate(data, det, "default", classes="annotated")["default"]
+    assert annotated.full == pytest.approx(1.0)
+    assert sorted(annotated.classes.tolist()) == sorted([hoi_a, hoi_b])
+    assert set(annotated.rare.tolist()) | set(annotated.non_rare.tolist()) == {hoi_a, hoi_b}
+    assert (hoi_a in data["rare"]) == (hoi_a in annotated.rare.tolist())

@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--setting", choices=("default", "known_object", "both"), default="both")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="write the results as JSON")
     parser.add_argument("--per-class", type=Path, default=None, metavar="CSV", help="write per-class AP and recall")
+    parser.add_argument("--classes", choices=("all", "annotated"), default="all",
+                        help="mAP over all 600 classes (official) or only those with GT pairs in --anno")
     parser.add_argument("--iou", type=float, default=IOU_THRESHOLD, help="minimum min(IoU_h, IoU_o) of a match")
     parser.add_argument("--anno-mat", type=Path, default=None,
                         help="official anno.mat: take the Known-Object image sets from its image-level "
@@ -51,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
                                                     meta.hoi_object, len(meta.objects))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = evaluate(data, detections, args.setting, iou_threshold=args.iou, ko_images=ko_images)
+        result = evaluate(data, detections, args.setting, iou_threshold=args.iou, ko_images=ko_images,
+                          classes=args.classes)
     for w in caught:
         print(f"warning: {w.message}")
     print(f"{args.detections}: {len(detections)} detections, {result.info['num_gt_pairs']} GT pairs, "

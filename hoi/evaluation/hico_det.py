@@ -148,6 +148,7 @@ def evaluate(
     setting: str | Sequence[str] = "both",
     iou_threshold: float = IOU_THRESHOLD,
     ko_images: np.ndarray | None = None,
+    classes: str = "all",
 ) -> EvalResult:
     """HICO-DET mAP of ``detections`` against the annotation file ``anno``.
 
@@ -160,6 +161,9 @@ def evaluate(
         iou_threshold: minimum of min(IoU_h, IoU_o) for a true positive.
         ko_images: optional (80, N) bool image sets for Known-Object (e.g. from ``anno.mat``
             via :func:`known_object_images_from_labels`); default: derived from the GT.
+        classes: "all" (the official protocol: mean over every class, a class without GT
+            scores 0) or "annotated" (means over the classes with at least one GT pair only;
+            for small or synthetic test sets that cover a few classes).
 
     Returns:
         :class:`EvalResult` with per-class AP and recall (600,) per setting.
@@ -181,7 +185,9 @@ def evaluate(
     if len(det) == 0:
         warnings.warn("the detection set is empty: every AP is 0", stacklevel=2)
     npos = np.bincount(gt.hoi, minlength=num_classes)
-    if (npos == 0).any():
+    if classes not in ("all", "annotated"):
+        raise ValueError(f"classes must be 'all' or 'annotated', got {classes!r}")
+    if (npos == 0).any() and classes == "all":
         warnings.warn(f"{int((npos == 0).sum())} HOI classes have no GT pair in the annotation file; "
                       "their AP and recall are 0 (as in the official code)", stacklevel=2)
 
@@ -210,6 +216,13 @@ def evaluate(
         rec = np.zeros(num_classes)
         for c in range(num_classes):
             ap[c], rec[c] = average_precision_11pt(tp[bounds[c]:bounds[c + 1]], int(npos[c]), thresholds)
-        results[s] = SettingResult(ap, rec, _split(data, "rare"), _split(data, "non_rare"))
-    info = {"num_detections": len(det), "num_gt_pairs": int(len(gt.hoi)), "iou_threshold": iou_threshold}
+        rare, non_rare = _split(data, "rare"), _split(data, "non_rare")
+        if classes == "annotated":
+            present = np.flatnonzero(npos > 0)
+            results[s] = SettingResult(ap, rec, np.intersect1d(rare, present), np.intersect1d(non_rare, present),
+                                       classes=present)
+        else:
+            results[s] = SettingResult(ap, rec, rare, non_rare)
+    info = {"num_detections": len(det), "num_gt_pairs": int(len(gt.hoi)), "iou_threshold": iou_threshold,
+            "classes": classes}
     return EvalResult(results, info)

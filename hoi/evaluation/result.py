@@ -18,16 +18,18 @@ SETTING_TITLES = {"default": "Default", "known_object": "Known-Object"}
 @dataclass(frozen=True)
 class SettingResult:
     """One setting: ``ap`` and ``recall`` (C,) float64 per HOI class (fractions), ``rare`` and
-    ``non_rare`` the class indices of the two splits."""
+    ``non_rare`` the class indices of the two splits. ``classes`` (optional) restricts the Full
+    mAP to these class indices (``rare`` / ``non_rare`` are then subsets of it)."""
 
     ap: np.ndarray
     recall: np.ndarray
     rare: np.ndarray
     non_rare: np.ndarray
+    classes: np.ndarray | None = None
 
     @property
     def full(self) -> float:
-        return float(np.mean(self.ap))
+        return float(np.mean(self.ap if self.classes is None else self.ap[self.classes]))
 
     @property
     def rare_map(self) -> float:
@@ -40,6 +42,8 @@ class SettingResult:
     def to_dict(self) -> dict[str, Any]:
         return {"full": self.full, "rare": self.rare_map, "non_rare": self.non_rare_map,
                 "ap": self.ap.tolist(), "recall": self.recall.tolist(),
+                "num_classes": {"full": int(len(self.ap) if self.classes is None else len(self.classes)),
+                                "rare": int(len(self.rare)), "non_rare": int(len(self.non_rare))},
                 "mean_recall": {"full": float(np.mean(self.recall)),
                                 "rare": float(np.mean(self.recall[self.rare])) if len(self.rare) else None,
                                 "non_rare": float(np.mean(self.recall[self.non_rare])) if len(self.non_rare) else None}}
