@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import random
 import socket
-from pathlib import Path
 
 import numpy as np
 import pytest
