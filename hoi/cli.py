@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "env": "hoi.commands.env",
     "train": "hoi.commands.train",
     "test": "hoi.commands.test",
+    "vis": "hoi.commands.vis",
 }
 
 
