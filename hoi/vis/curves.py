@@ -29,7 +29,8 @@ def most_annotated_classes(anno: Mapping[str, Any] | str | Path, top: int) -> li
 
 
 def plot_pr_curves(curves: Sequence[PRCurve], names: Sequence[str], title: str = "") -> Figure:
-    """One figure: the step PR curve of each class and its 11 interpolated points (markers);
+    """One figure: the PR curve of each class (precision after each detection, in score order)
+    and its 11 interpolated points (markers);
     legend "name (AP xx.xx, n GT)" with AP in percent."""
     fig = new_figure(640, 480)
     ax = fig.add_subplot(1, 1, 1)
@@ -38,8 +39,7 @@ def plot_pr_curves(curves: Sequence[PRCurve], names: Sequence[str], title: str =
         color = PALETTE[k % len(PALETTE)]
         label = f"{name} (AP {100 * curve.ap:.2f}, {curve.npos} GT)"
         if len(curve.recall):
-            ax.step(np.r_[0.0, curve.recall], np.r_[curve.precision[0], curve.precision], where="post",
-                    color=color, linewidth=1.5, label=label)
+            ax.plot(curve.recall, curve.precision, color=color, linewidth=1.5, label=label)
         else:
             ax.plot([], [], color=color, label=label + ", no detection")
         ax.plot(thresholds, curve.interpolated, linestyle="none", marker="o", markersize=3, color=color)
