@@ -128,3 +128,11 @@ def test_checkpoint_of_another_model_is_refused(data_root: Path, tmp_path: Path)
     with pytest.raises(CheckpointError, match=r"heads.head_channels: checkpoint 32, this run 16"):
         run_training(load_config(None, run_overrides(data_root, out, **{"model.head_channels": 16})),
                      DistInfo(), out / "checkpoint.pth")
+
+
+def test_worker_processes_give_the_same_run(data_root: Path, tmp_path: Path) -> None:
+    # DataLoader workers each open the HDF5 file themselves; the run must not change
+    a = _train(data_root, tmp_path / "w0", **{"optim.epochs": 1})
+    b = _train(data_root, tmp_path / "w2", **{"optim.epochs": 1, "data.workers": 2})
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key

@@ -217,7 +217,7 @@ class VSGNet(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> VSGNetOutput:
         """Logits of every pair of the batch (keys as :func:`collate` makes them)."""
-        fmap = batch["features"]
+        fmap = batch["features"].float()  # stored as float16; cast on the device
         size = batch["image_size"]
         f_h = self._roi_features(fmap, batch["boxes_h"], batch["image_h"], size, self.human_block)
         f_o = self._roi_features(fmap, batch["boxes_o"], batch["image_o"], size, self.object_block)
