@@ -8,6 +8,9 @@ if [[ $# -lt 1 ]]; then
   exit 2
 fi
 ckpt=$1; shift
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PY="${HOI_VENV:-$ROOT/.venv}/bin/python"
+[[ -x "$PY" ]] || PY=python
 split=test2015; anno=""; rest=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -20,10 +23,10 @@ dir=$(dirname "$ckpt")
 out="$dir/results_${split}.npz"
 test_args=(--checkpoint "$ckpt" --split "$split" --out "$out")
 [[ -n "$anno" ]] && test_args+=(--anno "$anno")
-python -m hoi test "${test_args[@]}" "${rest[@]}"
+"$PY" -m hoi test "${test_args[@]}" "${rest[@]}"
 if [[ -z "$anno" ]]; then
   # the annotation file the checkpoint's config names for this split
-  anno=$(python - "$ckpt" "$split" <<'PY'
+  anno=$("$PY" - "$ckpt" "$split" <<'PY'
 import sys, torch
 from hoi.config import build_config
 from hoi.training.config import HOITrainConfig, data_path
@@ -32,4 +35,4 @@ print(data_path(cfg.data, "annotations", sys.argv[2], cfg.arch))
 PY
 )
 fi
-python -m hoi eval --anno "$anno" --detections "$out" --json "$dir/eval_${split}.json"
+"$PY" -m hoi eval --anno "$anno" --detections "$out" --json "$dir/eval_${split}.json"

@@ -136,3 +136,18 @@ def test_worker_processes_give_the_same_run(data_root: Path, tmp_path: Path) -> 
     b = _train(data_root, tmp_path / "w2", **{"optim.epochs": 1, "data.workers": 2})
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+def test_zero_epochs_saves_the_untrained_model(data_root: Path, tmp_path: Path) -> None:
+    """optim.epochs=0 writes the model at its seeded initial weights (the demo's baseline)."""
+    untrained = tmp_path / "untrained"
+    run_training(load_config(None, run_overrides(data_root, untrained, **{"optim.epochs": 0})), DistInfo(), None)
+    best = torch.load(untrained / "best.pth", weights_only=True)
+    assert best["epoch"] == -1 and not (untrained / "metrics.jsonl").exists()
+    trained = _train(data_root, tmp_path / "trained", **{"optim.epochs": 1})
+    again = tmp_path / "again"
+    run_training(load_config(None, run_overrides(data_root, again, **{"optim.epochs": 0})), DistInfo(), None)
+    same = torch.load(again / "best.pth", weights_only=True)
+    changed = [k for k, v in best["model"].items() if not torch.equal(v, trained["model"][k])]
+    assert changed  # training moves the weights away from the saved initial ones
+    assert all(torch.equal(v, same["model"][k]) for k, v in best["model"].items())  # seeded

@@ -90,6 +90,7 @@ def write_detections(
     empty = ImageDetections(np.zeros((0, 4)), np.zeros(0), np.zeros(0))
     cat = lambda key: np.concatenate([getattr(d, key) for d in [*detections, empty]])  # noqa: E731
     tmp = path.with_name(path.name + ".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(tmp, "w") as f:
         f.create_dataset("filenames", data=list(filenames), dtype=STR_DTYPE)
         f.create_dataset("offsets", data=offsets)

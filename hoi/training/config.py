@@ -40,7 +40,7 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    epochs: int = 50
+    epochs: int = 50  # 0: save the untrained model (best.pth) as a baseline and stop
     batch_size: int = 16  # images, total over all processes
     lr: float = 0.001  # every parameter but the spatial-attention branch
     spatial_lr: float = 0.001  # the spatial-attention branch (never multiplied)
@@ -97,8 +97,8 @@ def validate(cfg: HOITrainConfig) -> None:
         raise ConfigError(f"optim.lr_factor_epochs must be [first, last], got {list(cfg.optim.lr_factor_epochs)}")
     if not 0.0 <= cfg.data.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction}")
-    if cfg.optim.batch_size < 1 or cfg.optim.epochs < 1:
-        raise ConfigError("optim.batch_size and optim.epochs must be positive")
+    if cfg.optim.batch_size < 1 or cfg.optim.epochs < 0:
+        raise ConfigError("optim.batch_size must be positive and optim.epochs not negative")
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> HOITrainConfig:

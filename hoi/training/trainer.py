@@ -270,6 +270,10 @@ def run_training(cfg: HOITrainConfig, dist: DistInfo, resume: str | Path | None 
     log.info("config:\n%s", to_yaml(cfg))
 
     state = _build_state(cfg, dist)
+    if cfg.optim.epochs == 0:  # the model at its initial weights, as a baseline to compare with
+        _save(cfg, state, -1, dist, iters, {}, ckpt_path, output_dir / BEST_NAME)
+        log.info("optim.epochs=0: saved the untrained model to %s", output_dir / BEST_NAME)
+        return {}
     if resume is not None:
         _resume(cfg, state, Path(resume), dist, iters)
     metrics: dict[str, float] = {}
