@@ -3,12 +3,15 @@ file names of per-rank parts."""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import subprocess
+import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import hoi
+from hoi.errors import UserError
 
 
 def code_version() -> str:
@@ -44,3 +47,13 @@ def shard(indices: Sequence[int], rank: int, world_size: int) -> list[int]:
 def rank_part(out: Path, rank: int, world_size: int) -> Path:
     """Where rank ``rank`` of ``world_size`` writes its part of ``out``."""
     return out.with_name(f"{out.name}.rank{rank}-of-{world_size}")
+
+
+def run_stage(name: str, stage: Callable[[argparse.Namespace], Any], args: argparse.Namespace) -> int:
+    """Run a stage; bad input (:class:`UserError`) is one line on stderr and exit status 2."""
+    try:
+        stage(args)
+    except UserError as err:
+        print(f"data_prep.{name}: error: {err}", file=sys.stderr)
+        return 2
+    return 0

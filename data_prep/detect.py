@@ -52,7 +52,7 @@ from hoi.detectron2_compat import import_detectron2
 from hoi.engine.distributed import barrier, cleanup, init_distributed
 from hoi.errors import UserError
 
-from .common import code_version, file_sha256, rank_part, shard
+from .common import code_version, file_sha256, rank_part, run_stage, shard
 
 DEFAULT_CONFIG = "COCO-Detection/faster_rcnn_R_101_FPN_3x.yaml"
 
@@ -360,13 +360,7 @@ def merge_partials(out: Path, parts: list[Path], filenames: list[str], max_per_i
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        detect(args)
-    except UserError as err:
-        print(f"data_prep.detect: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_stage("detect", detect, parse_args(argv))
 
 
 if __name__ == "__main__":

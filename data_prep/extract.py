@@ -34,7 +34,7 @@ from hoi.models.backbones import ARCHS, AttentionResNet, FrozenFeatureExtractor,
 from hoi.models.complexity import describe
 from hoi.models.weights import load_backbone_weights
 
-from .common import code_version, file_sha256, rank_part, shard
+from .common import code_version, file_sha256, rank_part, run_stage, shard
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -157,13 +157,7 @@ def extract(args: argparse.Namespace) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        extract(args)
-    except UserError as err:
-        print(f"data_prep.extract: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_stage("extract", extract, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -146,7 +146,34 @@ class DetectionFile:
         return self[self.index[filename]]
 
 
-class DetectionWriter:
+class _DoneFlags:
+    """The per-image ``done`` dataset of a resumable writer: images written since the last
+    :meth:`flush` are marked done only after their data is flushed, so a kill never marks a
+    half-written image."""
+
+    file: h5py.File
+    filenames: list[str]
+
+    def _load_done(self) -> None:
+        self.done = self.file["done"][()].astype(bool)
+        self._new_done: list[int] = []
+
+    def pending(self, indices: Iterable[int] | None = None) -> list[int]:
+        """Image indices (of ``indices``, default all) not yet done."""
+        idx = range(len(self.filenames)) if indices is None else indices
+        return [i for i in idx if not self.done[i]]
+
+    def flush(self) -> None:
+        """Make written images durable, then mark them done."""
+        self.file.flush()
+        for i in self._new_done:
+            self.file["done"][i] = 1
+            self.done[i] = True
+        self.file.flush()
+        self._new_done = []
+
+
+class DetectionWriter(_DoneFlags):
     """Resumable writer: per-image results go to ``<path>.partial`` with a done flag.
 
     Args:
@@ -181,13 +208,7 @@ class DetectionWriter:
             self.file.create_dataset("done", (n,), np.uint8, fillvalue=0)
             self.file.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
             self.file.flush()
-        self.done = self.file["done"][()].astype(bool)
-        self._new_done: list[int] = []
-
-    def pending(self, indices: Iterable[int] | None = None) -> list[int]:
-        """Image indices (of ``indices``, default all) not yet done."""
-        idx = range(len(self.filenames)) if indices is None else indices
-        return [i for i in idx if not self.done[i]]
+        self._load_done()
 
     def write(self, index: int, det: ImageDetections) -> None:
         """Store one image's detections; they count as done after the next :meth:`flush`."""
@@ -199,15 +220,6 @@ class DetectionWriter:
         self.file["labels"][index, :k] = det.labels
         self.file["counts"][index] = k
         self._new_done.append(index)
-
-    def flush(self) -> None:
-        """Make written images durable, then mark them done (so a kill never marks half-writes)."""
-        self.file.flush()
-        for i in self._new_done:
-            self.file["done"][i] = 1
-            self.done[i] = True
-        self.file.flush()
-        self._new_done = []
 
     def read(self, index: int) -> ImageDetections:
         k = int(self.file["counts"][index])
@@ -232,7 +244,7 @@ class DetectionWriter:
             self.file.close()
 
 
-class FeatureWriter:
+class FeatureWriter(_DoneFlags):
     """Resumable writer of ``features_{split}.h5`` (see the module docstring).
 
     Args:
@@ -274,25 +286,12 @@ class FeatureWriter:
             self.file.create_dataset("done", (n,), np.uint8, fillvalue=0)
             self.file.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
             self.file.flush()
-        self.done = self.file["done"][()].astype(bool)
-        self._new_done: list[int] = []
-
-    def pending(self, indices: Iterable[int] | None = None) -> list[int]:
-        idx = range(len(self.filenames)) if indices is None else indices
-        return [i for i in idx if not self.done[i]]
+        self._load_done()
 
     def write(self, index: int, features: np.ndarray) -> None:
         """Store one (C, H, W) map; it counts as done after the next :meth:`flush`."""
         self.file["features"][index] = np.asarray(features, dtype=np.float16)
         self._new_done.append(index)
-
-    def flush(self) -> None:
-        self.file.flush()
-        for i in self._new_done:
-            self.file["done"][i] = 1
-            self.done[i] = True
-        self.file.flush()
-        self._new_done = []
 
     def close(self) -> None:
         if self.file.id.valid:
