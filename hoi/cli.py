@@ -18,14 +18,25 @@ from typing import Sequence
 from .errors import UserError
 
 COMMANDS: dict[str, str] = {
-    "info": "hoi.commands.info",
-    "eval": "hoi.commands.eval",
     "pretrain": "hoi.commands.pretrain",
     "export-backbone": "hoi.commands.export_backbone",
-    "env": "hoi.commands.env",
     "train": "hoi.commands.train",
     "test": "hoi.commands.test",
+    "eval": "hoi.commands.eval",
     "vis": "hoi.commands.vis",
+    "info": "hoi.commands.info",
+    "env": "hoi.commands.env",
+}
+# One-line summaries for `hoi --help`, so that listing the commands imports none of them.
+SUMMARIES: dict[str, str] = {
+    "pretrain": "ImageNet(-style) classification training of a backbone (paper's recipe)",
+    "export-backbone": "write a pretraining checkpoint's backbone weights for the extractor",
+    "train": "train the VSGNet interaction heads on cached features",
+    "test": "HOI detections of a trained model on a split (results file)",
+    "eval": "official HICO-DET mAP (Full/Rare/Non-Rare, Default and Known-Object)",
+    "vis": "pictures: HOI detections, SAC attention maps, beta similarity, PR curves",
+    "info": "parameters and FLOPs of backbone configurations",
+    "env": "versions of Python, PyTorch/CUDA, Detectron2, ... for bug reports",
 }
 
 
@@ -46,7 +57,7 @@ def build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, str | No
             cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
             module.add_arguments(cmd)
         else:  # list it without importing it
-            sub.add_parser(name, help=f"see 'hoi {name} --help'", add_help=False)
+            sub.add_parser(name, help=SUMMARIES.get(name, f"see 'hoi {name} --help'"), add_help=False)
     return parser, wanted if wanted in COMMANDS else None
 
 

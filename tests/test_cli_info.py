@@ -55,3 +55,19 @@ def test_env_reports_versions_and_detectron2() -> None:
     assert info["detectron2"] == import_detectron2().__version__
     assert isinstance(info["detectron2_cpp_ops"], bool)
     assert isinstance(info["gpus"], list)
+
+
+def test_every_command_has_a_summary_and_a_module(capsys) -> None:
+    import importlib
+
+    from hoi.cli import COMMANDS, SUMMARIES
+
+    assert set(SUMMARIES) == set(COMMANDS)
+    for name, module in COMMANDS.items():
+        mod = importlib.import_module(module)
+        assert callable(mod.run) and callable(mod.add_arguments) and mod.HELP, name
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    flat = " ".join(out.split())
+    for name in COMMANDS:  # each listed with its own summary (argparse may wrap it)
+        assert f"{name} {SUMMARIES[name]}" in flat, name
