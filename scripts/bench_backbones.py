@@ -5,9 +5,11 @@ of stages 2-4), and the peak memory of one SAC block at detection resolution.
     python scripts/bench_backbones.py [--repeats 7] [--threads 1] [--device cpu|cuda]
 
 Latency: median over ``--repeats`` timed forwards (after warm-up), models interleaved so that
-drift on a shared machine hits them all alike; ratios are to ResNet-50 at the same input.
+drift on a shared machine hits them all alike; ratios are to ResNet-50 at the same input. A
+second table times the attention blocks alone at the shapes they see inside the network, a
+cost figure that the noise of whole-network timings cannot hide.
 Memory: each SAC/GC block runs alone in a fresh process on the feature map that an 800x1333
-image gives at its stage; the figure is the growth of the process's peak RSS (CPU) or
+image gives at its stage; the figure is the growth of the process's peak resident set (CPU) or
 ``max_memory_allocated`` (CUDA) during its first forward on that map (input excluded), next to the size of an N x N float
 matrix that a non-local block would need.
 """
@@ -43,9 +45,12 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def latency_table(repeats: int, device: str) -> list[dict]:
+def build_models(device: str) -> dict[str, torch.nn.Module]:
+    return {label: create_backbone(arch, overrides=ov).eval().to(device) for label, arch, ov in MODELS}
+
+
+def latency_table(models: dict[str, torch.nn.Module], repeats: int, device: str) -> list[dict]:
     rows = []
-    models = {label: create_backbone(arch, overrides=ov).eval().to(device) for label, arch, ov in MODELS}
     for (h, w), batch in SETTINGS:
         x = torch.randn(batch, 3, h, w, device=device)
         times: dict[str, list[float]] = {label: [] for label in models}
@@ -66,10 +71,56 @@ def latency_table(repeats: int, device: str) -> list[dict]:
     return rows
 
 
-def _block_peak(kind: str, channels: int, h: int, w: int, device: str) -> int:
-    """Run in a child process: peak memory growth (bytes) of one forward of one block."""
-    import resource
+def block_overhead_table(models: dict[str, torch.nn.Module], repeats: int, device: str) -> list[dict]:
+    """Time the attention blocks alone, at the shapes they see inside the network: a figure of
+    their cost that the noise of whole-network timings on a shared machine does not drown."""
+    from hoi.models.backbones import attention_modules
 
+    rows = []
+    for (h, w), batch in SETTINGS:
+        x = torch.randn(batch, 3, h, w, device=device)
+        for label, model in models.items():
+            blocks = attention_modules(model)
+            if not blocks:
+                continue
+            inputs: list[torch.Tensor] = []
+            hooks = [b.register_forward_pre_hook(lambda m, a: inputs.append(a[0].detach())) for b in blocks]
+            with torch.inference_mode():
+                model(x)
+            for hook in hooks:
+                hook.remove()
+            times = []
+            with torch.inference_mode():
+                for block, inp in zip(blocks, inputs):  # warm-up
+                    block(inp)
+                for _ in range(repeats * 3):
+                    _sync(device)
+                    start = time.perf_counter()
+                    for block, inp in zip(blocks, inputs):
+                        block(inp)
+                    _sync(device)
+                    times.append(time.perf_counter() - start)
+            rows.append({"input": f"{h}x{w} b{batch}", "model": label, "blocks": len(blocks),
+                         "ms": statistics.median(times) * 1e3})
+    return rows
+
+
+def _status_kib(field: str) -> int:
+    """A memory figure of this process from /proc/self/status (Linux), in KiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field} (this benchmark needs Linux)")
+
+
+def _block_peak(kind: str, channels: int, h: int, w: int, device: str) -> int:
+    """Run in a child process: peak memory growth (bytes) of one forward of one block.
+
+    On CPU: the peak resident set (VmHWM, reset through /proc/self/clear_refs just before the
+    forward) minus the resident set before it. ru_maxrss would not do: Linux carries it over
+    from the parent through fork and exec.
+    """
     block = create_attention(kind, channels).to(device).eval()
     with torch.no_grad():  # give the zero-initialised projections real values
         for p in block.parameters():
@@ -82,9 +133,11 @@ def _block_peak(kind: str, channels: int, h: int, w: int, device: str) -> int:
             before = torch.cuda.memory_allocated()
             block(x)
             return torch.cuda.max_memory_allocated() - before
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        before = _status_kib("VmRSS")
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset VmHWM to the current resident set
         block(x)
-        return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
+        return (_status_kib("VmHWM") - before) * 1024
 
 
 def memory_table(device: str) -> list[dict]:
@@ -121,10 +174,17 @@ def main() -> None:
     backbone_config("sac_resnet50")  # fail early on a broken install
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {args.threads} thread(s)"
     print(f"# Backbone forward latency ({device_name}; median of {args.repeats}; torch {torch.__version__})")
-    lat = latency_table(args.repeats, args.device)
+    models = build_models(args.device)
+    lat = latency_table(models, args.repeats, args.device)
     print(f"| input | model | ms | x ResNet-50 |\n|---|---|---:|---:|")
     for r in lat:
         print(f"| {r['input']} | {r['model']} | {r['ms']:.1f} | {r['ratio']:.3f} |")
+    base = {r["input"]: r["ms"] for r in lat if r["model"] == "ResNet-50"}
+    over = block_overhead_table(models, args.repeats, args.device)
+    print("\n# The attention blocks alone, at their in-network shapes (median)")
+    print("| input | model | blocks | ms | % of ResNet-50's forward |\n|---|---|---:|---:|---:|")
+    for r in over:
+        print(f"| {r['input']} | {r['model']} | {r['blocks']} | {r['ms']:.2f} | {100 * r['ms'] / base[r['input']]:.2f} |")
     print("\n# Peak memory of one attention block, 800x1333 image")
     mem = memory_table(args.device)
     print("| stage | block | map (C x H x W) | N | peak growth (MiB) | input map (MiB) | one N x N matrix (MiB) |")
@@ -134,7 +194,7 @@ def main() -> None:
               f"{r['input_mib']:.1f} | {r['nxn_mib']:.0f} |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"latency": lat, "memory": mem, "device": device_name}, f, indent=2)
+            json.dump({"latency": lat, "blocks": over, "memory": mem, "device": device_name}, f, indent=2)
 
 
 if __name__ == "__main__":
