@@ -303,7 +303,7 @@ class FeatureFile:
     """Lazy reader of a features file, safe with DataLoader workers: the HDF5 handle is opened
     on first access in each process (never inherited across fork).
 
-    ``get(i)`` -> (C, H, W) float32 array. Metadata (``filenames``, ``image_sizes``,
+    ``get(i)`` -> (C, H, W) float32 array (``get(i, dtype=None)``: float16 as stored). Metadata (``filenames``, ``image_sizes``,
     ``provenance``, ``shape``, ``done``) is read once at construction.
     """
 
@@ -341,8 +341,10 @@ class FeatureFile:
             self._pid = os.getpid()
         return self._file
 
-    def get(self, i: int) -> np.ndarray:
-        return self._handle()["features"][i].astype(np.float32)
+    def get(self, i: int, dtype: np.dtype | type | None = np.float32) -> np.ndarray:
+        """Map of image ``i``, (C, H, W), as ``dtype`` (None: as stored, float16)."""
+        fmap = self._handle()["features"][i]
+        return fmap if dtype is None else fmap.astype(dtype)
 
     def __getstate__(self) -> dict[str, Any]:  # never pickle an open handle into a worker
         state = self.__dict__.copy()

@@ -122,7 +122,7 @@ def read_stored(features: FeatureFile, i: int) -> np.ndarray:
     """Map ``i`` (C, H, W) in the file's own dtype (float16): half the bytes of float32 to pass
     from a worker to the main process, and no conversion on the worker's CPU (it takes 3x
     longer than the read); the model casts it to float32 on the device."""
-    return features._handle()["features"][i]
+    return features.get(i, dtype=None)
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
