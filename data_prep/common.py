@@ -4,7 +4,6 @@ file names of per-rank parts."""
 from __future__ import annotations
 
 import argparse
-import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -29,14 +28,6 @@ def code_version() -> str:
         return f"{hoi.__version__}+g{commit}{'.dirty' if dirty else ''}"
     except (OSError, subprocess.SubprocessError):
         return hoi.__version__
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def shard(indices: Sequence[int], rank: int, world_size: int) -> list[int]:

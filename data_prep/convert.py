@@ -13,7 +13,6 @@ copied. A ``convert_info.json`` beside the outputs records the inputs and their 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
@@ -28,17 +27,10 @@ from hoi.data.anno_mat import (
     read_list_action,
     train_pair_counts,
 )
+from hoi.models.weights import sha256_of
 
 OUTPUT_NAMES = {"train": "instances_train2015.json", "test": "instances_test2015.json"}
 INFO_NAME = "convert_info.json"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_anno_mat(anno_mat: Path, splits: dict) -> None:
@@ -83,7 +75,7 @@ def convert_anno_bbox(mat_path: str | Path, out_dir: str | Path, anno_mat: str |
         written[split] = path
     info = {
         "stage": "data_prep.convert",
-        "inputs": {str(p): _sha256(Path(p)) for p in [mat_path] + ([anno_mat] if anno_mat else [])},
+        "inputs": {str(p): sha256_of(p) for p in [mat_path] + ([anno_mat] if anno_mat else [])},
         "rare_split_from": "train split of the input" if counts is not None else "packaged official counts",
         "outputs": {split: str(p) for split, p in written.items()},
     }

@@ -51,8 +51,9 @@ from hoi.data.metadata import PERSON_OBJECT, hico_metadata
 from hoi.detectron2_compat import import_detectron2
 from hoi.engine.distributed import barrier, cleanup, init_distributed
 from hoi.errors import UserError
+from hoi.models.weights import sha256_of
 
-from .common import code_version, file_sha256, rank_part, run_stage, shard
+from .common import code_version, rank_part, run_stage, shard
 
 DEFAULT_CONFIG = "COCO-Detection/faster_rcnn_R_101_FPN_3x.yaml"
 
@@ -126,20 +127,18 @@ def detectron2_cfg(args: argparse.Namespace, device: torch.device):
     return cfg
 
 
-def build_detector(args: argparse.Namespace, device: torch.device) -> tuple[Any, Any, str]:
-    """(model in eval mode, its config, weights sha256 or a description)."""
-    cfg = detectron2_cfg(args, device)
-    from detectron2 import model_zoo
-    from detectron2.checkpoint import DetectionCheckpointer
-    from detectron2.modeling import build_model
-
-    model = build_model(cfg).eval()
+def resolve_weights(args: argparse.Namespace) -> str | None:
+    """Local path of the detector weights (``--weights``, else the model zoo's file, downloaded
+    where the network allows); None for ``--weights none`` (random initialisation)."""
     if args.weights == "none":
-        return model, cfg, "none (random initialisation)"
+        return None
+    import_detectron2()
+    from detectron2 import model_zoo
+    from detectron2.utils.file_io import PathManager
+
     source = args.weights or model_zoo.get_checkpoint_url(args.config)
-    checkpointer = DetectionCheckpointer(model)
     try:
-        local = checkpointer.path_manager.get_local_path(source)
+        local = PathManager.get_local_path(source)
     except (urllib.error.URLError, OSError) as err:
         raise DetectError(
             f"could not download the detector weights {source} ({err}). Without network access, "
@@ -147,17 +146,31 @@ def build_detector(args: argparse.Namespace, device: torch.device) -> tuple[Any,
         ) from err
     if not Path(local).is_file():
         raise DetectError(f"detector weights not found: {local}")
+    return local
+
+
+def build_detector(args: argparse.Namespace, device: torch.device, weights: str | None) -> tuple[Any, Any]:
+    """(model in eval mode, its config), with ``weights`` (a local file from
+    :func:`resolve_weights`, or None for random initialisation) loaded."""
+    cfg = detectron2_cfg(args, device)
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling import build_model
+
+    model = build_model(cfg).eval()
+    if weights is None:
+        return model, cfg
+    checkpointer = DetectionCheckpointer(model)
     try:
-        checkpoint = checkpointer._load_file(local)
+        checkpoint = checkpointer._load_file(weights)
     except Exception as err:
-        raise DetectError(f"{local}: not a readable Detectron2/PyTorch checkpoint ({err})") from err
+        raise DetectError(f"{weights}: not a readable Detectron2/PyTorch checkpoint ({err})") from err
     incompatible = checkpointer._load_model(checkpoint)
     missing = [k for k in incompatible.missing_keys if "num_batches_tracked" not in k]
     if missing:
         raise DetectError(
-            f"{local}: weights do not fit {args.config}: {len(missing)} missing keys, e.g. {missing[:5]}"
+            f"{weights}: weights do not fit {args.config}: {len(missing)} missing keys, e.g. {missing[:5]}"
         )
-    return model, cfg, file_sha256(local)
+    return model, cfg
 
 
 class _Detectron2Input:
@@ -178,8 +191,8 @@ class _Detectron2Input:
         return {"image": torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1))), "height": h, "width": w}
 
 
-def _run_detectron2(args, info, writer, todo, filenames, sizes) -> int:
-    model, cfg, _ = build_detector(args, info.device)
+def _run_detectron2(args, info, writer, todo, filenames, sizes, weights: str | None) -> int:
+    model, cfg = build_detector(args, info.device, weights)
     coco_to_hico = hico_metadata().coco80_to_hico
     loader = DataLoader(
         ImageListDataset(args.images, filenames, todo, _Detectron2Input(cfg)),
@@ -275,7 +288,7 @@ def import_detections(path: Path, args: argparse.Namespace, size: Sequence[int])
 # --------------------------------------------------------------------------- driver
 def provenance_of(args: argparse.Namespace) -> dict[str, Any]:
     prov: dict[str, Any] = {"source": args.source, "annotation": Path(args.anno).name,
-                            "annotation_sha256": file_sha256(args.anno), "code_version": code_version()}
+                            "annotation_sha256": sha256_of(args.anno), "code_version": code_version()}
     if args.source == "detectron2":
         prov.update(detector="detectron2 Faster R-CNN", config=args.config,
                     weights=str(args.weights or "model zoo"), score_thresh=args.score_thresh,
@@ -313,8 +326,8 @@ def detect(args: argparse.Namespace) -> Path:
         raise DetectError("--images is required with --source detectron2")
     check_image_dir(args.images, filenames, args.anno)
     info = init_distributed(args.device)
-    if args.weights and args.weights != "none":
-        prov["weights_sha256"] = file_sha256(args.weights) if Path(args.weights).is_file() else None
+    weights = resolve_weights(args)  # before any file is made: a failed download leaves nothing
+    prov["weights_sha256"] = sha256_of(weights) if weights else "none (random initialisation)"
     partial = out if not info.distributed else rank_part(out, info.rank, info.world_size)
     writer = DetectionWriter(partial, filenames, args.max_per_image, prov)
     mine = shard(range(len(filenames)), info.rank, info.world_size)
@@ -323,7 +336,7 @@ def detect(args: argparse.Namespace) -> Path:
         print(f"[detect] {out}: {len(mine) - len(todo)} of {len(mine)} images of this rank already done; "
               f"{len(todo)} to go on {info.device} (world size {info.world_size})", flush=True)
     start = time.perf_counter()
-    count = _run_detectron2(args, info, writer, todo, filenames, sizes) if todo else 0
+    count = _run_detectron2(args, info, writer, todo, filenames, sizes, weights) if todo else 0
     writer.flush()
     if info.is_main and count:
         elapsed = time.perf_counter() - start

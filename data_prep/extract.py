@@ -32,9 +32,9 @@ from hoi.engine.distributed import barrier, cleanup, init_distributed
 from hoi.errors import UserError
 from hoi.models.backbones import ARCHS, AttentionResNet, FrozenFeatureExtractor, backbone_config
 from hoi.models.complexity import describe
-from hoi.models.weights import load_backbone_weights
+from hoi.models.weights import load_backbone_weights, sha256_of
 
-from .common import code_version, file_sha256, rank_part, run_stage, shard
+from .common import code_version, rank_part, run_stage, shard
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -109,7 +109,7 @@ def extract(args: argparse.Namespace) -> Path:
     filenames, sizes = anno["filenames"], anno["size"]
     check_image_dir(args.images, filenames, args.anno)
     extractor, provenance = build_extractor(args)
-    provenance.update(annotation=Path(args.anno).name, annotation_sha256=file_sha256(args.anno),
+    provenance.update(annotation=Path(args.anno).name, annotation_sha256=sha256_of(args.anno),
                       code_version=code_version())
     extractor.to(info.device)
     shape = _map_shape(extractor, args.input_size)

@@ -104,6 +104,7 @@ def test_download_failure_says_to_pass_a_local_file(split, tmp_path, capsys) -> 
     assert detect_main(args) == 2
     err = capsys.readouterr().err
     assert "could not download" in err and "--weights /path/to/model_final_f10217.pkl" in err
+    assert not list(tmp_path.glob("d.h5*"))  # refused before any file was made
 
 
 def test_coco_to_hico_map_agrees_with_detectron2_class_names(shared_dir) -> None:
