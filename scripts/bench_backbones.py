@@ -176,7 +176,7 @@ def main() -> None:
     print(f"# Backbone forward latency ({device_name}; median of {args.repeats}; torch {torch.__version__})")
     models = build_models(args.device)
     lat = latency_table(models, args.repeats, args.device)
-    print(f"| input | model | ms | x ResNet-50 |\n|---|---|---:|---:|")
+    print("| input | model | ms | x ResNet-50 |\n|---|---|---:|---:|")
     for r in lat:
         print(f"| {r['input']} | {r['model']} | {r['ms']:.1f} | {r['ratio']:.3f} |")
     base = {r["input"]: r["ms"] for r in lat if r["model"] == "ResNet-50"}

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from hoi.data import build_instances, hico_metadata
@@ -54,8 +53,3 @@ def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def jpeg_count(folder: Path) -> int:
-    return len(list(Path(folder).glob("*.jpg")))
-
-
-__all__ = ["PHOTOS", "make_photo_split", "np", "read_json", "jpeg_count"]
