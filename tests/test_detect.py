@@ -128,8 +128,8 @@ def test_ground_truth_source(split, tmp_path) -> None:
     anno["annotation"][0] = {  # two pairs sharing the human, one with a person as object
         "boxes_h": [[1, 1, 50, 80], [1, 1, 50, 80]],
         "boxes_o": [[60, 10, 90, 40], [40, 2, 70, 70]],
-        "object": [41, PERSON_OBJECT], "verb": [36, 52],
-        "hoi": [int(hico_metadata().pair_to_hoi[41, 36]), int(hico_metadata().pair_to_hoi[PERSON_OBJECT, 52])],
+        "object": [41, PERSON_OBJECT], "verb": [36, 31],
+        "hoi": [int(hico_metadata().pair_to_hoi[41, 36]), int(hico_metadata().pair_to_hoi[PERSON_OBJECT, 31])],
     }
     d = gt_detections(anno, 0)
     assert d.labels.tolist() == [PERSON_OBJECT, 41, PERSON_OBJECT]
