@@ -484,3 +484,31 @@ def test_torchrun_rank_errors_are_one_line(tmp_path) -> None:
                           capture_output=True, text=True, env=env, cwd=REPO, timeout=240)
     line = one_error(proc.stderr, missing / "instances_train2015.json")
     assert proc.returncode == 2 and line.endswith("(ranks 0, 1)")
+
+
+def test_detection_writer_on_a_full_disk_raises_and_resumes(tmp_path) -> None:
+    """The partial detections file takes its space at the first write (HDF5 fills contiguous
+    datasets then): a full disk raises there, in one line, and the rerun resumes."""
+    from hoi.data.cache import DetectionFile, DetectionWriter, ImageDetections
+    from hoi.errors import DiskFullError
+
+    disk = mount_tmpfs(tmp_path / "disk", "2m")
+    try:
+        names = [f"HICO_test2015_{i:08d}.jpg" for i in range(300)]
+        det = ImageDetections(np.tile([[1, 2, 30, 40]], (100, 1)), np.full(100, 0.5), np.full(100, 49))
+        writer = DetectionWriter(disk / "d.h5", names, 100, {"kind": "detections"})
+        (disk / "filler").write_bytes(b"\0" * (shutil.disk_usage(disk).free - 20_000))
+        with pytest.raises(DiskFullError, match=r"d.h5.partial: the disk filled up while writing"):
+            for i in range(len(names)):
+                writer.write(i, det)
+                writer.flush()
+        assert not writer.done.any()
+        writer.file.close()
+        (disk / "filler").unlink()
+        writer = DetectionWriter(disk / "d.h5", names, 100, {"kind": "detections"})
+        for i in writer.pending():
+            writer.write(i, det)
+        writer.finalize()
+        assert len(DetectionFile(disk / "d.h5")[299]) == 100
+    finally:
+        unmount(disk)

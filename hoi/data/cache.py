@@ -242,6 +242,9 @@ class DetectionWriter(_DoneFlags):
             _create_then_rename(self.partial, fill)
             self.file = h5py.File(self.partial, "r+")
         remove_stale([temp_path(self.partial), temp_path(self.path)])
+        # one handle per dataset, kept open: their buffered writes are flushed (and a full disk
+        # raised) by flush(), not by the destructor of a temporary handle, which only prints
+        self._data = {k: self.file[k] for k in ("boxes", "scores", "labels", "counts")}
         self._load_done()
 
     def write(self, index: int, det: ImageDetections) -> None:
@@ -250,17 +253,16 @@ class DetectionWriter(_DoneFlags):
         if k > self.max_per_image:
             raise ValueError(f"image {self.filenames[index]}: {k} detections > cap {self.max_per_image}")
         with disk_full_as_error(self.partial, "writing detections"):
-            self.file["boxes"][index, :k] = det.boxes
-            self.file["scores"][index, :k] = det.scores
-            self.file["labels"][index, :k] = det.labels
-            self.file["counts"][index] = k
+            self._data["boxes"][index, :k] = det.boxes
+            self._data["scores"][index, :k] = det.scores
+            self._data["labels"][index, :k] = det.labels
+            self._data["counts"][index] = k
         self._new_done.append(index)
 
     def read(self, index: int) -> ImageDetections:
-        k = int(self.file["counts"][index])
-        return ImageDetections(
-            self.file["boxes"][index, :k], self.file["scores"][index, :k], self.file["labels"][index, :k]
-        )
+        k = int(self._data["counts"][index])
+        return ImageDetections(self._data["boxes"][index, :k], self._data["scores"][index, :k],
+                               self._data["labels"][index, :k])
 
     def finalize(self) -> Path:
         """Write the final ragged file (all images must be done) and remove the partial file."""

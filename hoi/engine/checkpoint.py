@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from ..errors import UserError
+from .disk import disk_full_as_error
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -32,7 +33,7 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     remove_stale_temps(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with disk_full_as_error(path, "saving a checkpoint"), os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
