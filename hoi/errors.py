@@ -63,7 +63,12 @@ def one_line(err: BaseException) -> str:
                 text = "\n".join([head[1], *lines[k + 1:]])
                 break
     parts = [p.strip() for p in text.splitlines() if p.strip()]
-    return "; ".join(parts) if parts else type(err).__name__
+    if not parts:
+        return type(err).__name__
+    line = parts[0]
+    for part in parts[1:]:  # "differences:\n  a\n  b" -> "differences: a; b"
+        line += (" " if line.endswith(":") else "; ") + part
+    return line
 
 
 def debug_requested(argv: list[str]) -> bool:

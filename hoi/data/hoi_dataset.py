@@ -176,7 +176,9 @@ class SplitFiles:
     def provenance(self) -> dict[str, Any]:
         """What a model trained or tested on these files was made from (:mod:`hoi.provenance`)."""
         return {"annotation": self.fingerprint, "detections": self.detections.provenance,
-                "features": self.features.provenance, "accepted_mismatches": list(self.accepted_mismatches)}
+                "features": self.features.provenance, "accepted_mismatches": list(self.accepted_mismatches),
+                "files": {"annotations": str(self.anno_path), "detections": str(self.detections.path),
+                          "features": str(self.features.path)}}
 
 
 def images_with_pairs(dataset: HOIDataset) -> np.ndarray:

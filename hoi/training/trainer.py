@@ -218,11 +218,12 @@ def _resume(cfg: HOITrainConfig, state: TrainState, path: Path, dist: DistInfo, 
     load_model_state(state.bare, ckpt["model"], str(path))
     saved = checkpoint_provenance(ckpt)
     if saved is not None and state.provenance is not None:  # the same data as the interrupted run
+        now = state.provenance
         state.provenance["accepted_mismatches"] += resolve(
-            [annotation_mismatch(path, {"annotation": saved.get("annotation") or {}}, state.provenance["annotation"]["file"],
-                                 state.provenance["annotation"])]
-            + field_mismatches(path, features_record(saved.get("features") or {}), "the training features",
-                               features_record(state.provenance["features"]), FEATURE_FIELDS),
+            [annotation_mismatch(path, {"annotation": saved.get("annotation") or {}}, now["files"]["annotations"],
+                                 now["annotation"])]
+            + field_mismatches(f"the training features of {path}", features_record(saved.get("features") or {}),
+                               now["files"]["features"], features_record(now["features"]), FEATURE_FIELDS),
             cfg.data.allow_mismatch, "data.allow_mismatch=true")
     try:
         state.optimizer.load_state_dict(ckpt["optimizer"])
