@@ -483,7 +483,8 @@ def test_torchrun_rank_errors_are_one_line(tmp_path) -> None:
                            f"data.root={missing}", "device=cpu", f"output_dir={tmp_path / 'run'}"],
                           capture_output=True, text=True, env=env, cwd=REPO, timeout=240)
     line = one_error(proc.stderr, missing / "instances_train2015.json")
-    assert proc.returncode == 2 and line.endswith("(ranks 0, 1)")
+    # the rank that fails second may be stopped by torchrun before it reports
+    assert proc.returncode == 2 and line.endswith(("(ranks 0, 1)", "(rank 0)", "(rank 1)"))
 
 
 def test_detection_writer_on_a_full_disk_raises_and_resumes(tmp_path) -> None:

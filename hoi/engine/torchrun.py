@@ -32,14 +32,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run(args)
     except ChildFailedError as err:
-        failures = err.failures
-        if not failures or any(f.exitcode != EXIT_USER_ERROR for f in failures.values()):
+        # the first rank to fail is the cause; torchrun then stops the others (SIGTERM)
+        _, first = err.get_first_failure()
+        if first.exitcode != EXIT_USER_ERROR:
             raise
         by_message: dict[str, list[int]] = {}
-        for rank, failure in sorted(failures.items()):
-            by_message.setdefault(failure.message or "(no message)", []).append(rank)
+        for rank, failure in sorted(err.failures.items()):
+            if failure.exitcode == EXIT_USER_ERROR:
+                by_message.setdefault(failure.message or "(no message)", []).append(rank)
         for message, ranks in by_message.items():
-            where = f" (rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks))})" if len(failures) > 1 else ""
+            where = f" (rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks))})" \
+                if len(err.failures) > 1 else ""
             print(f"error: {message}{where}", file=sys.stderr, flush=True)
         return EXIT_USER_ERROR
     return 0
