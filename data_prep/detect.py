@@ -44,6 +44,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from hoi.data.hake import size_known
 from hoi.data.cache import CacheError, DetectionWriter, ImageDetections, write_detections
 from hoi.data.images import ImageListDataset, check_image_dir
 from hoi.data.metadata import PERSON_OBJECT, hico_metadata
@@ -205,9 +206,9 @@ def _run_detectron2(args, info, writer, todo, filenames, sizes, weights: str | N
     with torch.inference_mode(), bar:
         for batch in loader:
             outputs = model([inp for _, inp in batch])
-            for (i, _), out in zip(batch, outputs):
+            for (i, inp), out in zip(batch, outputs):
                 inst = out["instances"].to("cpu")
-                w, h = sizes[i]
+                w, h = sizes[i] if size_known(sizes[i]) else (inp["width"], inp["height"])
                 labels = coco_to_hico[inst.pred_classes.numpy() + 1]
                 boxes = continuous_to_inclusive(inst.pred_boxes.tensor.numpy(), w, h)
                 writer.write(i, ImageDetections(boxes, inst.scores.numpy(), labels))

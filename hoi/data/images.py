@@ -16,6 +16,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from ..errors import UserError
+from .hake import UNKNOWN_SIZE
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -69,6 +70,8 @@ def check_image_size(image: Image.Image, path: str | Path, expected: Sequence[in
     """Refuse an image whose decoded [w, h] differs from the annotation's ``size`` (boxes are in
     the annotation's pixels: a resized or swapped image would shift every box)."""
     w, h = int(expected[0]), int(expected[1])
+    if (w, h) == UNKNOWN_SIZE:  # an image no annotation gave a size (hoi.data.hake): nothing to compare
+        return
     if image.size != (w, h):
         raise ImageError(f"{path}: decoded size {image.size[0]}x{image.size[1]} (w x h), but {source} gives "
                          f"{w}x{h} (expected the original HICO-DET image)")

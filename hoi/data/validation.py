@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .annotations import PAIR_KEYS, TOP_KEYS, AnnotationError, check_schema, load_annotations
 from .boxes import inside_image, well_ordered
+from .hake import size_known
 from .metadata import NUM_HOIS, NUM_OBJECTS, NUM_VERBS, hico_metadata
 
 
@@ -66,9 +67,11 @@ def _check_image(i: int, name: str, size: Any, anno: Mapping[str, Any]) -> list[
         sized = width >= 1 and height >= 1
     except (TypeError, ValueError):
         sized = False
-    if not sized:
-        out.append(Problem("size", f"expected a positive [width, height], got {size!r}", i, name))
     n = len(anno["hoi"])
+    if not sized and not (n == 0 and _unknown_size(size)):  # unknown: an image without pairs (hake.py)
+        out.append(Problem("size", f"expected a positive [width, height], got {size!r}"
+                           + (" ([0, 0], unknown, only for an image without pairs)" if _unknown_size(size) else ""),
+                           i, name))
     if n == 0:
         return out
     hoi = np.asarray(anno["hoi"])
@@ -98,6 +101,13 @@ def _check_image(i: int, name: str, size: Any, anno: Mapping[str, Any]) -> list[
                 out.append(Problem("box_outside", f"{key} {boxes[j].tolist()} is outside "
                                    f"[1, {width:g}] x [1, {height:g}]", i, name, int(j)))
     return out
+
+
+def _unknown_size(size: Any) -> bool:
+    try:
+        return not size_known(size)
+    except (TypeError, ValueError):
+        return False
 
 
 def _int_in_range(arr: np.ndarray, limit: int) -> np.ndarray:

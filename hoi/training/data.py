@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from ..config import ConfigError, to_dict
 from ..data.cache import DetectionFile, FeatureFile
+from ..data.hake import size_known
 from ..data.hoi_dataset import HOIDataset, SplitFiles, check_inputs, collate
 from ..data.validation import load_valid_annotations
 from ..engine.distributed import ShardedSampler
@@ -143,6 +144,11 @@ def build_train_val(cfg: HOITrainConfig, files: SplitFiles, output_dir: Path, wr
     """The training dataset (images with at least one pair), the validation dataset (or None
     when val_fraction is 0) and the validation image indices."""
     train_idx, val_idx = validation_split(cfg, files.anno, output_dir, write)
+    known = np.array([size_known(s) for s in files.anno["size"]], dtype=bool)
+    if (~known).any():  # boxes cannot be normalised without the image size (hoi.data.hake)
+        log.info("%d images have no size in %s (no pair, no --images at convert); they are left out",
+                 int((~known).sum()), files.anno_path)
+        train_idx, val_idx = train_idx[known[train_idx]], val_idx[known[val_idx]]
     full = HOIDataset(files.anno, files.detections, files.features, train_idx, cfg.pairs,
                       with_labels=True, add_gt_boxes=cfg.pairs.add_gt_boxes)
     has_pairs = np.array([full.pairs_of(k).num_pairs > 0 for k in range(len(full))], dtype=bool)
