@@ -51,6 +51,7 @@ class OptimConfig:
     weight_decay: float = 1e-4
     loss_normalizer: str = "images"  # summed BCE / (images x verbs) as the official code, or / (pairs x verbs)
     clip_grad_norm: float | None = None
+    iters_per_epoch: int | None = None  # cap on the iterations of an epoch (None: the whole set); rehearsals
 
 
 @dataclass

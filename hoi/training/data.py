@@ -100,20 +100,22 @@ class GlobalBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(self, length: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
-                 drop_last: bool = False) -> None:
+                 drop_last: bool = False, max_batches: int | None = None) -> None:
         if batch_size % world_size:
             raise ConfigError(f"optim.batch_size {batch_size} is not divisible by the {world_size} processes")
         self.length, self.batch_size, self.seed = length, batch_size, seed
         self.rank, self.world_size = rank, world_size
         self.drop_last = drop_last or world_size > 1
         self.epoch = 0
+        self.max_batches = max_batches  # an epoch ends after this many batches (None: all)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
         full = self.length // self.batch_size
-        return full if self.drop_last or self.length % self.batch_size == 0 else full + 1
+        n = full if self.drop_last or self.length % self.batch_size == 0 else full + 1
+        return n if self.max_batches is None else min(n, self.max_batches)
 
     def __iter__(self) -> Iterator[list[int]]:
         g = torch.Generator().manual_seed(self.seed + self.epoch)
@@ -128,7 +130,8 @@ class GlobalBatchSampler(Sampler[list[int]]):
 
 
 def train_loader(dataset: HOIDataset, cfg: HOITrainConfig, rank: int, world_size: int, pin: bool) -> DataLoader:
-    sampler = GlobalBatchSampler(len(dataset), cfg.optim.batch_size, cfg.seed, rank, world_size)
+    sampler = GlobalBatchSampler(len(dataset), cfg.optim.batch_size, cfg.seed, rank, world_size,
+                                 max_batches=cfg.optim.iters_per_epoch)
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.data.workers,
                       pin_memory=pin, persistent_workers=False)
 
