@@ -67,6 +67,9 @@ def _main(argv: list[str]) -> int:
     if command is None:
         parser.print_help()
         return 2 if argv else 0
+    from .engine.memory import fix_mmap_threshold
+
+    fix_mmap_threshold()  # flat resident memory over long runs (hoi/engine/memory.py)
     return int(_load(command).run(args) or 0)
 
 

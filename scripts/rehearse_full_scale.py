@@ -3,8 +3,8 @@ without the images, with the cost of each stage (wall time, peak RSS, disk writt
 
     bash scripts/rehearse_full_scale.sh --out DIR [--fraction F] [--channels C] [--iters K]
 
-Stages, each run as its own process (peak RSS = the largest sampled sum over the process and
-its children, e.g. DataLoader workers):
+Stages, each run as its own process (peak RSS = the largest sampled sum of the proportional set
+sizes of the process and its children, e.g. DataLoader workers, so that shared pages count once):
 
 1. ``convert_train`` / ``convert_test``: ``python -m data_prep.convert --hake`` (HAKE's training
    split) and ``--mat instances_test2015.json`` (accepted as it is).
@@ -74,17 +74,29 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _memory(pid: int) -> int:
+    """Proportional set size of a process (bytes): pages shared with its parent (a forked
+    DataLoader worker) count once over the tree, not in both. Falls back to the RSS."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def _tree_rss(root: int) -> int:
-    """Sum of the resident set sizes (bytes) of ``root`` and all its descendants."""
-    page = os.sysconf("SC_PAGE_SIZE")
+    """Memory (bytes) of ``root`` and all its descendants: the sum of their proportional set sizes."""
     total, todo = 0, [root]
     while todo:
         pid = todo.pop()
-        try:
-            with open(f"/proc/{pid}/statm") as f:
-                total += int(f.read().split()[1]) * page
-        except (OSError, IndexError, ValueError):
-            continue
+        total += _memory(pid)
         todo.extend(_children(pid))
     return total
 
@@ -287,7 +299,10 @@ def stage_bench(args: argparse.Namespace) -> None:
     from hoi.training.data import open_split
     from hoi.training.trainer import build_optimizer, compute_loss
 
+    from hoi.engine.memory import fix_mmap_threshold
+
     torch.set_num_threads(1)
+    fix_mmap_threshold()  # as the hoi command does
     cfg = load_config(args.config, [f"data.root={args.data}", f"model.in_channels={args.channels}",
                                     f"data.workers={args.workers}", "device=cpu"])
     files = open_split(cfg, cfg.data.train_split)
