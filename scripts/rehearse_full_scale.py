@@ -515,7 +515,7 @@ def costs_markdown(rows: list[dict], meta: dict, split_stats: dict, bench: dict)
     lines = [f"# What a full run costs (rehearsal, fraction {meta['fraction']}, {meta['cpus']} CPUs, no GPU)", "",
              f"Feature maps have {c} of the real {real} channels (random values); the heads are the Table XI "
              f"heads with model.in_channels={c}. Training: {meta['iters']} iterations of batch 16.", "",
-             f"| stage | wall s | peak RSS MB | disk MB | disk MB at {real} ch | images | images/s | pairs | pairs/s |",
+             f"| stage | wall s | peak memory MiB | disk MiB | disk MiB at {real} ch | images | images/s | pairs | pairs/s |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         pairs = r.get("candidate_pairs", r.get("gt_pairs", r.get("pairs")))
@@ -545,11 +545,11 @@ def costs_markdown(rows: list[dict], meta: dict, split_stats: dict, bench: dict)
               f"| JPEG decode + 400x400 resize (extract's input) | "
               f"{_fmt(bench['jpeg_decode_resize_images_per_s_per_core'])} | - |", "",
               f"## Projected at {real} channels", "",
-              f"- feature caches: {feat_disk / 1024:.1f} GB (the measured bytes x {real}/{c})",
+              f"- feature caches: {feat_disk / 1024:.1f} GiB (the measured bytes x {real}/{c})",
               f"- one training epoch ({n_train:,} images, 95 % of train) on one CPU core: "
               f"{n_train / m_r['train_images_per_s'] / 3600:.1f} h for the model; the loader alone needs "
               f"{n_train / bench['loader_1024ch_images_per_s'] / 60:.1f} min per worker (maps in the page cache; "
-              f"{feat_disk / 1024:.0f} GB do not fit in this machine's memory, so reads from disk set it)",
+              f"{feat_disk / 1024:.0f} GiB of maps outgrow most page caches, and then the disk's read rate sets it)",
               f"- test over {te['images']:,} images on one CPU core: {te['images'] / m_r['infer_images_per_s'] / 60:.1f} min "
               f"for the model",
               f"- extraction feed: {tr['images'] + te['images']:,} images / "
