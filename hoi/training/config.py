@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Sequence
 
 from ..config import ConfigError, build_config
-from ..data.pairs import PairConfig
+from ..data.pairs import LABEL_RULES, PairConfig
 from ..models.backbones import ARCHS
+from ..models.roi import ROI_POOLS
 from ..models.vsgnet import VSGNetConfig
 
 LOSS_NORMALIZERS = ("images", "pairs")
@@ -91,6 +92,10 @@ def validate(cfg: HOITrainConfig) -> None:
         raise ConfigError(f"arch: unknown backbone {cfg.arch!r}; valid names: {', '.join(sorted(ARCHS))}")
     if cfg.optim.loss_normalizer not in LOSS_NORMALIZERS:
         raise ConfigError(f"optim.loss_normalizer must be one of {LOSS_NORMALIZERS}, got {cfg.optim.loss_normalizer!r}")
+    if cfg.pairs.label_rule not in LABEL_RULES:
+        raise ConfigError(f"pairs.label_rule must be one of {LABEL_RULES}, got {cfg.pairs.label_rule!r}")
+    if cfg.model.roi_pool not in ROI_POOLS:
+        raise ConfigError(f"model.roi_pool must be one of {ROI_POOLS}, got {cfg.model.roi_pool!r}")
     if cfg.select_metric not in SELECT_METRICS:
         raise ConfigError(f"select_metric must be one of {SELECT_METRICS}, got {cfg.select_metric!r}")
     if len(cfg.optim.lr_factor_epochs) != 2:
