@@ -4,7 +4,10 @@ optimisation, inference and run control.
 Defaults are the SAC paper's recipe (Sec. IV-C): SGD, momentum 0.9, weight decay 1e-4, batch
 16, 50 epochs, lr 0.001 raised tenfold for every layer but the spatial-attention branch in
 epochs 10-28. The official VSGNet code's schedule is the same keys with other values (see
-configs/hico/base.yaml): lr 0.01, spatial 0.001, factor 0.1.
+configs/hico/base.yaml): its README trains HICO-DET with lr 0.001 (``-l 0.001``; 0.01 is only
+the argparse default), batch 8, 80 epochs, lr x0.1 in epochs 10-27, spatial branch at 0.001.
+Pair building and RoI pooling default to the official code's behaviour (``pairs.label_rule``,
+``pairs.exclude_self_pairs``, ``model.roi_pool``).
 """
 
 from __future__ import annotations
