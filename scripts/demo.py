@@ -225,10 +225,11 @@ def write_report(demo: Demo, detector_weights: str | None, wall: float) -> Path:
 def write_summary(out: Path, detector_weights: str | None, wall: float) -> Path:
     """``summary.json``: the figures the README's demo table is made of (scripts/readme_demo_table.py)."""
     rows = []
-    for arch in BACKBONES:
-        for tag, title in ((arch, TITLES[arch]), (f"{arch}_untrained", f"{TITLES[arch]}, untrained heads")):
-            res = json.loads((out / "results" / f"{tag}_eval.json").read_text())["default"]
-            rows.append({"model": title, **{k: round(100 * res[k], 2) for k in ("full", "rare", "non_rare")}})
+    tags = [(arch, TITLES[arch]) for arch in BACKBONES]
+    tags += [(f"{arch}_untrained", f"{TITLES[arch]}, untrained heads") for arch in BACKBONES]
+    for tag, title in tags:  # the report's order
+        res = json.loads((out / "results" / f"{tag}_eval.json").read_text())["default"]
+        rows.append({"model": title, **{k: round(100 * res[k], 2) for k in ("full", "rare", "non_rare")}})
     counts = json.loads((out / "results" / "sac_resnet50_eval.json").read_text())["default"].get("num_classes", {})
     pretrain = {}
     for arch in BACKBONES:
