@@ -4,6 +4,7 @@
         [--config COCO-Detection/faster_rcnn_R_101_FPN_3x.yaml] [--weights FILE]
     python -m data_prep.detect --source gt --anno instances_X.json --out ...   # oracle boxes
     python -m data_prep.detect --source import --import-dir DIR --anno ... --out ...
+    python -m data_prep.detect --source import --import-format vsgnet --import-dir DIR ...
     torchrun --nproc_per_node 4 -m data_prep.detect ...                        # sharded
 
 ``--source detectron2`` (default) runs a model-zoo config (or a local YAML) in batches, keeps
@@ -18,7 +19,9 @@ every rank writes its share to a part file that rank 0 merges.
 with their class) with score 1, optionally jittered by ``--jitter`` (a fraction of the box
 size, seeded): the oracle-detection setting, and the demo's stand-in without detector weights.
 
-``--source import`` reads one JSON file per image, ``DIR/<image name without extension>.json``:
+``--source import`` reads one JSON file per image, ``DIR/<image name without extension>.json``;
+``--import-format vsgnet`` reads the official VSGNet detection files
+(:mod:`data_prep.vsgnet_detections`), ``project`` (the default) this format:
 
     {"boxes": [[x1, y1, x2, y2], ...], "scores": [...], "labels": [...]}
 
@@ -88,6 +91,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--jitter", type=float, default=0.0, help="gt source: box noise, fraction of size")
     p.add_argument("--seed", type=int, default=0, help="gt source: seed of the jitter")
     p.add_argument("--import-dir", help="import source: folder of per-image JSON files")
+    p.add_argument("--import-format", default="project", choices=["project", "vsgnet"],
+                   help="import source: per-image files of this project or VSGNet's Object_Detections_hico")
     p.add_argument("--import-labels", default="hico", choices=["hico", "coco80", "coco91"])
     p.add_argument("--import-boxes", default="1-based", choices=["1-based", "0-based"])
     p.add_argument("--allow-missing", action="store_true", help="import source: no file = no detections")
@@ -196,8 +201,8 @@ def provenance_of(args: argparse.Namespace, anno: dict[str, Any]) -> dict[str, A
     elif args.source == "gt":
         prov.update(jitter=args.jitter, seed=args.seed)
     else:
-        prov.update(import_dir=str(args.import_dir), import_labels=args.import_labels,
-                    import_boxes=args.import_boxes)
+        prov.update(import_dir=str(args.import_dir), import_format=args.import_format,
+                    import_labels=args.import_labels, import_boxes=args.import_boxes)
     return prov
 
 
@@ -215,8 +220,12 @@ def detect(args: argparse.Namespace) -> Path:
     if args.source == "import":
         if not args.import_dir or not Path(args.import_dir).is_dir():
             raise DetectError(f"--import-dir must be an existing folder, got {args.import_dir!r}")
-        dets = [import_detections(Path(args.import_dir) / (Path(n).stem + ".json"), args, sizes[i])
-                for i, n in enumerate(filenames)]
+        if args.import_format == "vsgnet":
+            from .vsgnet_detections import read_vsgnet_dir
+            dets = read_vsgnet_dir(Path(args.import_dir), filenames, sizes, args.allow_missing)
+        else:
+            dets = [import_detections(Path(args.import_dir) / (Path(n).stem + ".json"), args, sizes[i])
+                    for i, n in enumerate(filenames)]
         write_detections(out, filenames, dets, prov)
         print(f"[detect] imported detections for {len(filenames)} images -> {out}", flush=True)
         return out

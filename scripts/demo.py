@@ -222,6 +222,28 @@ def write_report(demo: Demo, detector_weights: str | None, wall: float) -> Path:
     return report
 
 
+def write_summary(out: Path, detector_weights: str | None, wall: float) -> Path:
+    """``summary.json``: the figures the README's demo table is made of (scripts/readme_demo_table.py)."""
+    rows = []
+    tags = [(arch, TITLES[arch]) for arch in BACKBONES]
+    tags += [(f"{arch}_untrained", f"{TITLES[arch]}, untrained heads") for arch in BACKBONES]
+    for tag, title in tags:  # the report's order
+        res = json.loads((out / "results" / f"{tag}_eval.json").read_text())["default"]
+        rows.append({"model": title, **{k: round(100 * res[k], 2) for k in ("full", "rare", "non_rare")}})
+    counts = json.loads((out / "results" / "sac_resnet50_eval.json").read_text())["default"].get("num_classes", {})
+    pretrain = {}
+    for arch in BACKBONES:
+        metrics = [json.loads(l) for l in (out / "pretrain" / arch / "metrics.jsonl").read_text().splitlines() if l.strip()]
+        top1 = [m["val/top1"] for m in metrics if "val/top1" in m]
+        if top1:
+            pretrain[arch] = {"epochs": len(top1), "top1": round(top1[-1], 1)}
+    summary = {"rows": rows, "num_classes": counts, "pretrain": pretrain, "wall_min": round(wall / 60, 1),
+               "detections": "detectron2" if detector_weights else "jittered_gt"}
+    path = out / "summary.json"
+    path.write_text(json.dumps(summary, indent=1) + "\n")
+    return path
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=ROOT / "outputs" / "demo")
@@ -247,8 +269,10 @@ def main() -> int:
     picture_steps(demo)
     wall = time.perf_counter() - start
     report = write_report(demo, args.detector_weights, wall)
+    summary = write_summary(out, args.detector_weights, wall)
     print(report.read_text().split("## Pictures")[0], flush=True)
-    print(f"[demo] done in {wall / 60:.1f} min; report: {report}", flush=True)
+    print(f"[demo] done in {wall / 60:.1f} min; report: {report}; README table: "
+          f"python scripts/readme_demo_table.py {summary}", flush=True)
     return 0
 
 
