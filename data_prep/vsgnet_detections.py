@@ -8,7 +8,7 @@ One JSON per image, ``HICO_{train,test}2015_%08d.json`` (the image name with ``.
 
 ``box_coords`` are continuous pixel coordinates (the TensorFlow Object Detection API's ymin,
 xmin, ymax, xmax, in pixels). They become our convention exactly as Detectron2's continuous
-boxes do (``data_prep.detect.continuous_to_inclusive``): ``x1 = left + 1, y1 = top + 1,
+boxes do (``hoi.detection.continuous_to_inclusive``): ``x1 = left + 1, y1 = top + 1,
 x2 = right, y2 = bottom``, clipped to the image. COCO class names (which may contain a space)
 map to HICO-DET objects through their COCO id and the packaged COCO -> HICO table. Every
 detection is kept: score thresholds and caps are the ``pairs`` config's job.
@@ -25,7 +25,7 @@ import numpy as np
 from hoi.data.cache import ImageDetections
 from hoi.data.metadata import hico_metadata
 
-from .detect import DetectError, continuous_to_inclusive
+from hoi.detection import DetectError, continuous_to_inclusive
 
 # COCO's 80 detection classes in contiguous-id order (1..80), as the TF Object Detection API names them
 COCO80_NAMES = (

@@ -45,6 +45,7 @@ class DetectorSettings:
     max_per_image: int = 100
     min_size: int | None = None
     max_size: int | None = None
+    weights_flag: str = "--weights"  # the option that sets ``weights``, named in errors
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "DetectorSettings":
@@ -104,7 +105,8 @@ def resolve_weights(settings: DetectorSettings) -> str | None:
     except (urllib.error.URLError, OSError) as err:
         raise DetectError(
             f"could not download the detector weights {source} ({err}). Without network access, "
-            f"download that file on a machine that has it and pass --weights /path/to/{Path(source).name}"
+            f"download that file on a machine that has it and pass {settings.weights_flag} "
+            f"/path/to/{Path(source).name}"
         ) from err
     if not Path(local).is_file():
         raise DetectError(f"detector weights not found: {local}")
