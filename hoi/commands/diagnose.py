@@ -1,0 +1,70 @@
+"""``hoi diagnose``: why a results file scores its mAP (HOI error types, TIDE-style)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from pathlib import Path
+
+HELP = "HOI error analysis of a results file: false positives by type and the mAP each type costs"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..evaluation.hico_det import IOU_THRESHOLD
+    from ..vis.diagnosis import TOP_CLASSES
+
+    parser.add_argument("--anno", required=True, help="instances_test2015.json (DESIGN.md 2.1)")
+    parser.add_argument("--detections", required=True, help="results file .npz / .h5 (DESIGN.md 2.4)")
+    parser.add_argument("--compare", default=None, metavar="RESULTS",
+                        help="a second results file, diagnosed too and drawn beside the first")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR",
+                        help="writes diagnosis.json, diagnosis.md and the PNG pictures")
+    parser.add_argument("--classes", choices=("all", "annotated"), default="all",
+                        help="mAP over all 600 classes (official) or only those with GT pairs in --anno")
+    parser.add_argument("--iou", type=float, default=IOU_THRESHOLD, help="minimum min(IoU_h, IoU_o) of a match")
+    parser.add_argument("--labels", nargs=2, default=None, metavar=("MAIN", "OTHER"),
+                        help="names of the two files in tables and pictures (default: their file names)")
+    parser.add_argument("--top", type=int, default=TOP_CLASSES,
+                        help="classes shown in the comparison picture (largest AP change)")
+
+
+def _diagnose(data, path: str, args: argparse.Namespace, class_names) -> dict:
+    from ..evaluation import HOIDetections
+    from ..evaluation.diagnose import diagnose
+
+    with warnings.catch_warnings():  # the evaluator's warnings are printed by `hoi eval`
+        warnings.simplefilter("ignore")
+        result = diagnose(data, HOIDetections.load(path), iou_threshold=args.iou, classes=args.classes)
+    out = result.to_dict(class_names)
+    out.update({"anno": str(args.anno), "detections": str(path)})
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data.annotations import load_annotations
+    from ..data.metadata import hico_metadata
+    from ..evaluation.diagnose import ap_changes, summary_table
+    from ..vis.diagnosis import save_diagnosis_figures
+
+    data = load_annotations(args.anno)
+    names = hico_metadata().hoi_names
+    labels = args.labels or [Path(args.detections).stem] + ([Path(args.compare).stem] if args.compare else ["compare"])
+    main = _diagnose(data, args.detections, args, names)
+    other = _diagnose(data, args.compare, args, names) if args.compare else None
+    report = dict(main)
+    changes = []
+    if other is not None:
+        changes = ap_changes(main, other, args.top)
+        report["compare"] = {"labels": list(labels), "diagnosis": other, "ap_change_most": changes}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "diagnosis.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    table = summary_table(main, other, labels)
+    (args.out / "diagnosis.md").write_text(summary_table(main, other, labels, markdown=True) + "\n", encoding="utf-8")
+    written = save_diagnosis_figures(main, args.out, other, changes, labels)
+    print(f"{args.detections}: {main['num_detections']} detections, {main['num_gt_pairs']} GT pairs; "
+          "Default setting; false positives per error type and the mAP gain (points) if removed")
+    print(table)
+    for path in [args.out / "diagnosis.json", args.out / "diagnosis.md", *written]:
+        print(f"wrote {path}")
+    return 0
