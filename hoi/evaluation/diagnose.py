@@ -109,8 +109,9 @@ class Diagnosis:
         def means(r: SettingResult) -> dict[str, float]:
             return {"full": r.full, "rare": r.rare_map, "non_rare": r.non_rare_map}
 
-        base_map = means(base)
-        gains = {t: {k: v - base_map[k] for k, v in means(self.without[t]).items()} for t in ERROR_TYPES}
+        base_raw = means(base)
+        base_map = {k: _number(v) for k, v in base_raw.items()}  # an empty split has no mean: null
+        gains = {t: {k: _number(v - base_raw[k]) for k, v in means(self.without[t]).items()} for t in ERROR_TYPES}
         out: dict[str, Any] = dict(self.info)
         out.update({
             "map": base_map,
@@ -152,6 +153,15 @@ class Diagnosis:
                                 "true_positive": hist[:, 0].tolist(),
                                 **{t: hist[:, k + 1].tolist() for k, t in enumerate(ERROR_TYPES)}}
         return out
+
+
+def _number(value: float) -> float | None:
+    """``value``, or None for NaN (the mean of an empty split), which JSON cannot hold."""
+    return None if np.isnan(value) else float(value)
+
+
+def _points(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
 
 
 def _pairs_with_image_gt(gt: GroundTruth, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -285,11 +295,11 @@ def summary_table(main: Mapping[str, Any], other: Mapping[str, Any] | None = Non
         row = [t]
         for d in dicts:
             g = d["map_gain_if_removed"][t]
-            row += [str(d["false_positives"][t])] + [f"{100 * g[s]:.2f}" for s in SPLITS]
+            row += [str(d["false_positives"][t])] + [_points(g[s]) for s in SPLITS]
         body.append(row)
     extra = [["true positives"] + sum(([str(d["true_positives"]), "", "", ""] for d in dicts), []),
              ["missed GT pairs"] + sum(([str(d["missed"]), "", "", ""] for d in dicts), []),
-             ["mAP (%)"] + sum((["", *(f"{100 * d['map'][s]:.2f}" for s in SPLITS)] for d in dicts), [])]
+             ["mAP (%)"] + sum((["", *(_points(d["map"][s]) for s in SPLITS)] for d in dicts), [])]
     rows = body + extra
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]

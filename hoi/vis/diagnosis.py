@@ -22,6 +22,11 @@ PAIR_COLORS = ("#1f77b4", "#ff7f0e")
 TOP_CLASSES = 12  # classes shown in the comparison picture
 
 
+def _points(value: float | None) -> float:
+    """A fraction in percentage points; None (an empty split) becomes NaN (no bar)."""
+    return float("nan") if value is None else 100 * value
+
+
 def plot_breakdown(diag: Mapping[str, Any], title: str = "") -> Figure:
     """Two panels: false positives per error type (counts) and the mAP gain, in points, of
     removing each type (Full / Rare / Non-Rare)."""
@@ -39,14 +44,14 @@ def plot_breakdown(diag: Mapping[str, Any], title: str = "") -> Figure:
     ax = fig.add_subplot(1, 2, 2)
     height = 0.27
     for k, split in enumerate(("full", "rare", "non_rare")):
-        gains = [100 * diag["map_gain_if_removed"][t][split] for t in ERROR_TYPES]
+        gains = [_points(diag["map_gain_if_removed"][t][split]) for t in ERROR_TYPES]
         ax.barh(y + (1 - k) * height, gains, height, color=SPLIT_COLORS[split], label=SPLIT_TITLES[split])
     ax.set_yticks(y, ERROR_TYPES, fontsize=8)
     ax.set_xlabel("mAP gain if removed (points)")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     m = diag["map"]
-    ax.set_title(f"mAP {100 * m['full']:.2f} / {100 * m['rare']:.2f} / {100 * m['non_rare']:.2f} "
+    ax.set_title(f"mAP {_points(m['full']):.2f} / {_points(m['rare']):.2f} / {_points(m['non_rare']):.2f} "
                  "(Full / Rare / Non-Rare)", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
@@ -89,9 +94,9 @@ def plot_comparison(main: Mapping[str, Any], other: Mapping[str, Any], changes: 
     ax = fig.add_subplot(1, 2, 1)
     height = 0.4
     for k, (d, label) in enumerate(zip((main, other), labels)):
-        gains = [100 * d["map_gain_if_removed"][t]["full"] for t in ERROR_TYPES]
+        gains = [_points(d["map_gain_if_removed"][t]["full"]) for t in ERROR_TYPES]
         ax.barh(y + (0.5 - k) * height, gains, height, color=PAIR_COLORS[k],
-                label=f"{label} (mAP {100 * d['map']['full']:.2f})")
+                label=f"{label} (mAP {_points(d['map']['full']):.2f})")
     ax.set_yticks(y, ERROR_TYPES, fontsize=8)
     ax.set_xlabel("Full mAP gain if removed (points)")
     ax.grid(axis="x", alpha=0.3)
