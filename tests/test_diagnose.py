@@ -338,3 +338,16 @@ def test_hoi_diagnose_refuses_bad_results_in_one_line(real, shared_dir, tmp_path
                      "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "object" in err[0] and "does not match HOI" in err[0]
+
+
+def test_an_empty_split_is_null_in_json() -> None:
+    c1, _, _ = _classes()
+    data = build_instances(["HICO_test2015_00000001.jpg"], [(640, 480)],
+                           [{"boxes_h": [H], "boxes_o": [O], "hoi": [c1], "object": [int(META.hoi_object[c1])],
+                             "verb": [int(META.hoi_verb[c1])]}])
+    det = HOIDetections([0, 0], [H, H2], [O, O2], [int(META.hoi_object[c1])] * 2, [c1, c1], [0.9, 0.95])
+    d = diagnose(data, det, classes="annotated").to_dict()
+    empty = "non_rare" if c1 in set(data["rare"]) else "rare"
+    assert d["map"][empty] is None and d["map_gain_if_removed"]["background"][empty] is None
+    assert d["map"]["full"] == pytest.approx(0.5) and d["map_gain_if_removed"]["background"]["full"] == pytest.approx(0.5)
+    json.dumps(d, allow_nan=False)  # strict JSON
