@@ -11,6 +11,7 @@ HELP = "HOI error analysis of a results file: false positives by type and the mA
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..evaluation.diagnose import LOC_MIN_IOU
     from ..evaluation.hico_det import IOU_THRESHOLD
     from ..vis.diagnosis import TOP_CLASSES
 
@@ -23,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classes", choices=("all", "annotated"), default="all",
                         help="mAP over all 600 classes (official) or only those with GT pairs in --anno")
     parser.add_argument("--iou", type=float, default=IOU_THRESHOLD, help="minimum min(IoU_h, IoU_o) of a match")
+    parser.add_argument("--loc-iou", type=float, default=LOC_MIN_IOU,
+                        help="minimum IoU of a mislocalised box (below it: elsewhere)")
     parser.add_argument("--labels", nargs=2, default=None, metavar=("MAIN", "OTHER"),
                         help="names of the two files in tables and pictures (default: their file names)")
     parser.add_argument("--top", type=int, default=TOP_CLASSES,
@@ -35,7 +38,8 @@ def _diagnose(data, path: str, args: argparse.Namespace, class_names) -> dict:
 
     with warnings.catch_warnings():  # the evaluator's warnings are printed by `hoi eval`
         warnings.simplefilter("ignore")
-        result = diagnose(data, HOIDetections.load(path), iou_threshold=args.iou, classes=args.classes)
+        result = diagnose(data, HOIDetections.load(path), iou_threshold=args.iou, classes=args.classes,
+                          loc_min=args.loc_iou)
     out = result.to_dict(class_names)
     out.update({"anno": str(args.anno), "detections": str(path)})
     return out

@@ -164,11 +164,11 @@ def _points(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
 
 
-def _pairs_with_image_gt(gt: GroundTruth, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _pairs_with_image_gt(g_order: np.ndarray, g_sorted: np.ndarray,
+                         image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows (detection k, GT pair g) for every GT pair g in the image of each of the (K,)
-    detections: returns (det (R,), gt (R,), count (K,))."""
-    g_order = np.argsort(gt.image_index, kind="stable")
-    g_sorted = gt.image_index[g_order]
+    detections; ``g_order`` (P,) sorts the GT pairs by image, ``g_sorted`` (P,) their images in
+    that order. Returns (det (R,), gt (R,), count (K,))."""
     start = np.searchsorted(g_sorted, image, side="left")
     count = np.searchsorted(g_sorted, image, side="right") - start
     total = int(count.sum())
@@ -188,10 +188,12 @@ def classify_false_positives(gt: GroundTruth, det: HOIDetections, match: Matchin
     outcome[fp & (match.overlap >= iou_threshold)] = ERROR_TYPES.index("duplicate")
     todo = np.flatnonzero(fp & ~(match.overlap >= iou_threshold))  # positions in evaluation order
     outcome[todo] = ERROR_TYPES.index("background")
+    g_order = np.argsort(gt.image_index, kind="stable")
+    g_sorted = gt.image_index[g_order]
     for lo in range(0, len(todo), chunk_size):
         pos = todo[lo:lo + chunk_size]
         rows = match.order[pos]
-        k, g, count = _pairs_with_image_gt(gt, det.image_index[rows])
+        k, g, count = _pairs_with_image_gt(g_order, g_sorted, det.image_index[rows])
         if len(k) == 0:
             continue
         r = rows[k]
