@@ -351,3 +351,13 @@ def test_an_empty_split_is_null_in_json() -> None:
     assert d["map"][empty] is None and d["map_gain_if_removed"]["background"][empty] is None
     assert d["map"]["full"] == pytest.approx(0.5) and d["map_gain_if_removed"]["background"]["full"] == pytest.approx(0.5)
     json.dumps(d, allow_nan=False)  # strict JSON
+
+
+@pytest.mark.parametrize("argv, match", [(["--loc-iou", "0.6"], "--loc-iou 0.6 and --iou 0.5"),
+                                          (["--top", "0"], "--top 0")])
+def test_hoi_diagnose_refuses_bad_options(shared_dir, tmp_path, capsys, argv, match) -> None:
+    anno = shared_dir / "hicodet" / "instances_test2015.json"
+    assert hoi_main(["diagnose", "--anno", str(anno), "--detections", str(tmp_path / "none.npz"),
+                     "--out", str(tmp_path / "o"), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and match in err[0]

@@ -48,9 +48,14 @@ def _diagnose(data, path: str, args: argparse.Namespace, class_names) -> dict:
 def run(args: argparse.Namespace) -> int:
     from ..data.annotations import load_annotations
     from ..data.metadata import hico_metadata
+    from ..errors import UserError
     from ..evaluation.diagnose import ap_changes, summary_table
     from ..vis.diagnosis import save_diagnosis_figures
 
+    if not 0 < args.loc_iou < args.iou <= 1:
+        raise UserError(f"--loc-iou {args.loc_iou} and --iou {args.iou}: expected 0 < --loc-iou < --iou <= 1")
+    if args.top < 1:
+        raise UserError(f"--top {args.top}: expected at least 1 class")
     data = load_annotations(args.anno)
     names = hico_metadata().hoi_names
     labels = args.labels or [Path(args.detections).stem] + ([Path(args.compare).stem] if args.compare else ["compare"])
