@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import hoi
-from hoi.errors import UserError
+from hoi.errors import run_main
 
 
 def code_version() -> str:
@@ -40,11 +39,13 @@ def rank_part(out: Path, rank: int, world_size: int) -> Path:
     return out.with_name(f"{out.name}.rank{rank}-of-{world_size}")
 
 
-def run_stage(name: str, stage: Callable[[argparse.Namespace], Any], args: argparse.Namespace) -> int:
-    """Run a stage; bad input (:class:`UserError`) is one line on stderr and exit status 2."""
-    try:
-        stage(args)
-    except UserError as err:
-        print(f"data_prep.{name}: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+def run_stage(stage: Callable[[argparse.Namespace], Any],
+              parse_args: Callable[[Sequence[str] | None], argparse.Namespace],
+              argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run a stage; bad input is one line, ``error: ...``, and exit status 2
+    (``--debug`` or ``HOI_DEBUG=1`` for the traceback), see :mod:`hoi.errors`."""
+    def body(args: list[str]) -> int:
+        stage(parse_args(args))
+        return 0
+
+    return run_main(body, argv)

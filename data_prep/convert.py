@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Sequence
 
 from hoi.data.annotations import AnnotationError, load_annotations, save_annotations
+from hoi.data.validation import check_annotations, load_valid_annotations
+from hoi.errors import run_main
 from hoi.data.anno_mat import (
     check_list_action,
     official_to_instances,
@@ -59,7 +61,7 @@ def convert_anno_bbox(mat_path: str | Path, out_dir: str | Path, anno_mat: str |
     mat_path, out_dir = Path(mat_path), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if mat_path.suffix == ".json":  # already in the schema: check it, keep it as it is
-        load_annotations(mat_path)
+        load_valid_annotations(mat_path)
         target = out_dir / mat_path.name
         if target.resolve() != mat_path.resolve():
             shutil.copyfile(mat_path, target)
@@ -68,10 +70,13 @@ def convert_anno_bbox(mat_path: str | Path, out_dir: str | Path, anno_mat: str |
     if anno_mat is not None:
         _check_anno_mat(Path(anno_mat), splits)
     counts = train_pair_counts(splits["train"]) if "train" in splits else None
+    converted = {split: official_to_instances(images, counts) for split, images in splits.items()}
+    for split, data in converted.items():  # refuse before writing anything: nothing half-converted
+        check_annotations(data, f"{mat_path} (bbox_{split})")
     written = {}
-    for split, images in splits.items():
+    for split, data in converted.items():
         path = out_dir / OUTPUT_NAMES[split]
-        save_annotations(official_to_instances(images, counts), path)
+        save_annotations(data, path)
         written[split] = path
     info = {
         "stage": "data_prep.convert",
@@ -83,24 +88,24 @@ def convert_anno_bbox(mat_path: str | Path, out_dir: str | Path, anno_mat: str |
     return written
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_prep.convert", description=__doc__.split("\n\n")[0])
     parser.add_argument("--mat", required=True, type=Path,
                         help="official anno_bbox.mat (or an instances_*.json already in the schema)")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument("--anno-mat", type=Path, default=None, help="official anno.mat (list_action check)")
     args = parser.parse_args(argv)
-    try:
-        written = convert_anno_bbox(args.mat, args.out, args.anno_mat)
-    except (AnnotationError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    written = convert_anno_bbox(args.mat, args.out, args.anno_mat)
     for split, path in written.items():
         data = load_annotations(path)
         pairs = sum(len(a["hoi"]) for a in data["annotation"])
         print(f"{split}: {path} ({len(data['filenames'])} images, {pairs} pairs, "
               f"{len(data['empty'])} without pairs, {len(data['rare'])} rare classes)")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(_main, argv)
 
 
 if __name__ == "__main__":

@@ -44,14 +44,16 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from hoi.data.annotations import load_annotations
 from hoi.data.cache import CacheError, DetectionWriter, ImageDetections, write_detections
 from hoi.data.images import ImageListDataset, check_image_dir
 from hoi.data.metadata import PERSON_OBJECT, hico_metadata
+from hoi.data.validation import load_valid_annotations
 from hoi.detectron2_compat import import_detectron2
+from hoi.engine.disk import require_free_space
 from hoi.engine.distributed import barrier, cleanup, init_distributed
 from hoi.errors import UserError
 from hoi.models.weights import sha256_of
+from hoi.provenance import RANDOM_WEIGHTS, annotation_fingerprint
 
 from .common import code_version, rank_part, run_stage, shard
 
@@ -195,7 +197,7 @@ def _run_detectron2(args, info, writer, todo, filenames, sizes, weights: str | N
     model, cfg = build_detector(args, info.device, weights)
     coco_to_hico = hico_metadata().coco80_to_hico
     loader = DataLoader(
-        ImageListDataset(args.images, filenames, todo, _Detectron2Input(cfg)),
+        ImageListDataset(args.images, filenames, todo, _Detectron2Input(cfg), sizes, str(args.anno)),
         batch_size=args.batch_size, num_workers=args.workers, collate_fn=lambda batch: batch,
     )
     count = 0
@@ -286,9 +288,10 @@ def import_detections(path: Path, args: argparse.Namespace, size: Sequence[int])
 
 
 # --------------------------------------------------------------------------- driver
-def provenance_of(args: argparse.Namespace) -> dict[str, Any]:
-    prov: dict[str, Any] = {"source": args.source, "annotation": Path(args.anno).name,
-                            "annotation_sha256": sha256_of(args.anno), "code_version": code_version()}
+def provenance_of(args: argparse.Namespace, anno: dict[str, Any]) -> dict[str, Any]:
+    """What these detections are made from (compared by every later stage, :mod:`hoi.provenance`)."""
+    prov: dict[str, Any] = {"kind": "detections", "source": args.source,
+                            "annotation": annotation_fingerprint(args.anno, anno), "code_version": code_version()}
     if args.source == "detectron2":
         prov.update(detector="detectron2 Faster R-CNN", config=args.config,
                     weights=str(args.weights or "model zoo"), score_thresh=args.score_thresh,
@@ -304,9 +307,9 @@ def provenance_of(args: argparse.Namespace) -> dict[str, Any]:
 
 def detect(args: argparse.Namespace) -> Path:
     out = Path(args.out)
-    anno = load_annotations(args.anno)
+    anno = load_valid_annotations(args.anno)
     filenames, sizes = anno["filenames"], anno["size"]
-    prov = provenance_of(args)
+    prov = provenance_of(args, anno)
     if args.source == "gt":
         dets = [gt_detections(anno, i, args.jitter, args.seed) for i in range(len(filenames))]
         write_detections(out, filenames, dets, prov)
@@ -327,8 +330,11 @@ def detect(args: argparse.Namespace) -> Path:
     check_image_dir(args.images, filenames, args.anno)
     info = init_distributed(args.device)
     weights = resolve_weights(args)  # before any file is made: a failed download leaves nothing
-    prov["weights_sha256"] = sha256_of(weights) if weights else "none (random initialisation)"
+    prov["weights_sha256"] = sha256_of(weights) if weights else RANDOM_WEIGHTS
     partial = out if not info.distributed else rank_part(out, info.rank, info.world_size)
+    # the partial file (padded), the final file and a temp copy of it: about 3x the padded arrays
+    require_free_space(out, 3 * len(filenames) * args.max_per_image * (4 * 4 + 4 + 8),
+                       f"the detections of {len(filenames)} images")
     writer = DetectionWriter(partial, filenames, args.max_per_image, prov)
     mine = shard(range(len(filenames)), info.rank, info.world_size)
     todo = writer.pending(mine)
@@ -373,7 +379,7 @@ def merge_partials(out: Path, parts: list[Path], filenames: list[str], max_per_i
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_stage("detect", detect, parse_args(argv))
+    return run_stage(detect, parse_args, argv)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,13 @@ ImageNet mean/std and passed through the backbone up to ``--stage`` (4 = torchvi
 stride 16, 1024 channels). Maps are stored as float16, one image per chunk, with a done flag
 per image: a killed run resumes where it stopped and recomputes no finished image. Under
 torchrun every rank writes its own share to a part file and rank 0 merges them.
-``--weights none`` runs a randomly initialised backbone (smoke tests only; recorded as such).
+``--weights none`` runs a randomly initialised backbone (smoke tests only), seeded by
+``--seed`` and recorded as ``random`` with that seed, so the same backbone can be rebuilt.
+
+Before any work the annotation file is validated, and each decoded image is compared with the
+annotation's ``size``; free disk space for the maps still to write is checked up front. The
+provenance (annotation fingerprint, backbone, weights sha256, input size, normalisation, layer,
+dtype) is what ``hoi train`` / ``hoi test`` compare, see :mod:`hoi.provenance`.
 """
 
 from __future__ import annotations
@@ -20,19 +26,22 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from hoi.config import to_dict
-from hoi.data.annotations import load_annotations
 from hoi.data.cache import FeatureFile, FeatureWriter
 from hoi.data.images import IMAGENET_MEAN, IMAGENET_STD, ImageListDataset, backbone_input, check_image_dir
+from hoi.data.validation import load_valid_annotations
+from hoi.engine.disk import require_free_space
 from hoi.engine.distributed import barrier, cleanup, init_distributed
 from hoi.errors import UserError
 from hoi.models.backbones import ARCHS, AttentionResNet, FrozenFeatureExtractor, backbone_config
 from hoi.models.complexity import describe
-from hoi.models.weights import load_backbone_weights, sha256_of
+from hoi.models.weights import load_backbone_weights
+from hoi.provenance import RANDOM_WEIGHTS, annotation_fingerprint
 
 from .common import code_version, rank_part, run_stage, shard
 
@@ -44,6 +53,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--anno", required=True, help="instances_{split}.json (gives the image list)")
     p.add_argument("--backbone", required=True, help=f"arch name ({', '.join(sorted(ARCHS))}) or a YAML file")
     p.add_argument("--weights", required=True, help="backbone weights file, 'torchvision', or 'none' (random)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights of --weights none (recorded)")
     p.add_argument("--out", required=True, help="features_{split}.h5 to write (or resume)")
     p.add_argument("--input-size", nargs=2, type=int, default=(400, 400), metavar=("H", "W"))
     p.add_argument("--stage", type=int, default=4, help="last ResNet stage kept (4 = layer3, stride 16)")
@@ -60,9 +70,13 @@ def build_extractor(args: argparse.Namespace) -> tuple[FrozenFeatureExtractor, d
     """The frozen backbone and the provenance that describes it."""
     is_file = args.backbone.endswith((".yaml", ".yml"))
     cfg = backbone_config(None if is_file else args.backbone, args.backbone if is_file else None)
+    seed = None
+    if args.weights == "none":  # reproducible: the same seed rebuilds the same backbone
+        seed = int(args.seed)
+        torch.manual_seed(seed)
     resnet = AttentionResNet(cfg)
     if args.weights == "none":
-        weights_sha = "none (random initialisation)"
+        weights_sha = RANDOM_WEIGHTS
     else:
         report = load_backbone_weights(resnet, args.weights, strict=not args.non_strict, ignore_classifier=True)
         weights_sha = report.sha256 or f"torchvision ImageNet ResNet-{cfg.depth} (V1)"
@@ -72,10 +86,12 @@ def build_extractor(args: argparse.Namespace) -> tuple[FrozenFeatureExtractor, d
         "attention": describe(cfg),
         "weights": str(args.weights),
         "weights_sha256": weights_sha,
+        "weights_seed": seed,
         "input_size": list(args.input_size),
         "normalization": {"mean": list(args.mean), "std": list(args.std)},
         "layer": f"stage{args.stage}",
         "stride": extractor.stride,
+        "dtype": "float16",
     }
     return extractor, provenance
 
@@ -105,12 +121,11 @@ def merge_parts(out: Path, parts: list[Path], filenames, sizes, shape, provenanc
 def extract(args: argparse.Namespace) -> Path:
     info = init_distributed(args.device)
     out = Path(args.out)
-    anno = load_annotations(args.anno)
+    anno = load_valid_annotations(args.anno)
     filenames, sizes = anno["filenames"], anno["size"]
     check_image_dir(args.images, filenames, args.anno)
     extractor, provenance = build_extractor(args)
-    provenance.update(annotation=Path(args.anno).name, annotation_sha256=sha256_of(args.anno),
-                      code_version=code_version())
+    provenance.update(annotation=annotation_fingerprint(args.anno, anno), code_version=code_version())
     extractor.to(info.device)
     shape = _map_shape(extractor, args.input_size)
     target = out if not info.distributed else rank_part(out, info.rank, info.world_size)
@@ -121,12 +136,13 @@ def extract(args: argparse.Namespace) -> Path:
     writer = FeatureWriter(target, filenames, sizes, shape, provenance)
     mine = [i for i in shard(range(len(filenames)), info.rank, info.world_size) if i not in done_before]
     todo = writer.pending(mine)
+    require_free_space(target, len(todo) * int(np.prod(shape)) * 2, f"the feature maps of {len(todo)} images")
     if info.is_main:
         print(f"[extract] {out}: {len(mine) - len(todo)} of {len(mine)} images of this rank already done; "
               f"{len(todo)} to go on {info.device} (world size {info.world_size})", flush=True)
     transform = lambda img: backbone_input(img, args.input_size, args.mean, args.std)  # noqa: E731
     loader = DataLoader(
-        ImageListDataset(args.images, filenames, todo, transform),
+        ImageListDataset(args.images, filenames, todo, transform, sizes, str(args.anno)),
         batch_size=args.batch_size, num_workers=args.workers, pin_memory=info.device.type == "cuda",
         persistent_workers=False,
     )
@@ -157,7 +173,7 @@ def extract(args: argparse.Namespace) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_stage("extract", extract, parse_args(argv))
+    return run_stage(extract, parse_args, argv)
 
 
 if __name__ == "__main__":

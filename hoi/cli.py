@@ -2,8 +2,8 @@
 
 A subcommand module defines ``HELP`` (one line), ``add_arguments(parser)`` and
 ``run(args) -> int``. Errors caused by bad input (:class:`hoi.errors.UserError`,
-ValueError, FileNotFoundError) are printed as one message with exit status 2 (set
-``HOI_DEBUG=1`` for the traceback). Modules are imported only when their subcommand runs, so ``hoi info``
+ValueError, FileNotFoundError, a full disk) are printed as one line, ``error: ...``, with exit
+status 2 (``--debug`` anywhere on the command line, or ``HOI_DEBUG=1``, for the traceback). Modules are imported only when their subcommand runs, so ``hoi info``
 does not pay for importing Detectron2 or h5py.
 """
 
@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from typing import Sequence
 
-from .errors import UserError
+from .errors import run_main
 
 COMMANDS: dict[str, str] = {
     "pretrain": "hoi.commands.pretrain",
@@ -50,6 +49,7 @@ def build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, str | No
     parser = argparse.ArgumentParser(
         prog="hoi",
         description="HOI detection on HICO-DET with Spatially-Aware Context backbones.",
+        epilog="Any command takes --debug: show the traceback of an error instead of one line.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = next((a for a in argv if not a.startswith("-")), None)
@@ -63,20 +63,17 @@ def build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, str | No
     return parser, wanted if wanted in COMMANDS else None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _main(argv: list[str]) -> int:
     parser, command = build_parser(argv)
     args = parser.parse_args(argv)
     if command is None:
         parser.print_help()
         return 2 if argv else 0
-    try:
-        return int(_load(command).run(args) or 0)
-    except (UserError, ValueError, FileNotFoundError) as err:
-        if os.environ.get("HOI_DEBUG"):
-            raise
-        print(f"hoi {command}: error: {err}", file=sys.stderr)
-        return 2
+    return int(_load(command).run(args) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(_main, argv)
 
 
 if __name__ == "__main__":

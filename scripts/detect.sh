@@ -9,7 +9,7 @@ NGPU=${1:?usage: detect.sh NGPU SPLIT [options]}; SPLIT=${2:?usage: detect.sh NG
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DATA=${DATA:-$ROOT/data/hicodet}; OUT=${OUT:-$DATA/cache}
 mkdir -p "$OUT"
-exec "${HOI_VENV:-$ROOT/.venv}/bin/torchrun" --nproc_per_node "$NGPU" --nnodes "${NNODES:-1}" \
+exec "${HOI_VENV:-$ROOT/.venv}/bin/python" -m hoi.engine.torchrun --nproc_per_node "$NGPU" --nnodes "${NNODES:-1}" \
   --node_rank "${NODE_RANK:-0}" --master_addr "${MASTER_ADDR:-127.0.0.1}" --master_port "${MASTER_PORT:-29511}" \
   -m data_prep.detect --images "$DATA/images/$SPLIT" --anno "$DATA/instances_$SPLIT.json" \
   --out "$OUT/detections_$SPLIT.h5" "$@"

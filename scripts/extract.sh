@@ -11,7 +11,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DATA=${DATA:-$ROOT/data/hicodet}; OUT=${OUT:-$DATA/cache}
 NAME=$(basename "$BACKBONE" .yaml)
 mkdir -p "$OUT/$NAME"
-exec "${HOI_VENV:-$ROOT/.venv}/bin/torchrun" --nproc_per_node "$NGPU" --nnodes "${NNODES:-1}" \
+exec "${HOI_VENV:-$ROOT/.venv}/bin/python" -m hoi.engine.torchrun --nproc_per_node "$NGPU" --nnodes "${NNODES:-1}" \
   --node_rank "${NODE_RANK:-0}" --master_addr "${MASTER_ADDR:-127.0.0.1}" --master_port "${MASTER_PORT:-29512}" \
   -m data_prep.extract --images "$DATA/images/$SPLIT" --anno "$DATA/instances_$SPLIT.json" \
   --backbone "$BACKBONE" --weights "$WEIGHTS" --out "$OUT/$NAME/features_$SPLIT.h5" "$@"

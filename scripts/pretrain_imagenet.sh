@@ -40,5 +40,5 @@ else
 fi
 
 cd "$ROOT"
-exec "$PYTHON" -m torch.distributed.run "${LAUNCH[@]}" --nproc_per_node "$NGPU" \
+exec "$PYTHON" -m hoi.engine.torchrun "${LAUNCH[@]}" --nproc_per_node "$NGPU" \
   -m hoi pretrain --config "$CONFIG" "$@"

@@ -9,12 +9,14 @@ if [[ $# -lt 2 ]]; then
 fi
 ngpu=$1; config=$2; shift 2
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-TORCHRUN="${HOI_VENV:-$ROOT/.venv}/bin/torchrun"
-[[ -x "$TORCHRUN" ]] || TORCHRUN=torchrun
+PYTHON="${HOI_VENV:-$ROOT/.venv}/bin/python"
+[[ -x "$PYTHON" ]] || PYTHON=python3
+# torchrun (torch.distributed.run) through hoi.engine.torchrun: a user error is one line, not one per rank
+TORCHRUN=("$PYTHON" -m hoi.engine.torchrun)
 # Several machines: NNODES, NODE_RANK, MASTER_ADDR (and MASTER_PORT) as torchrun expects them.
 if [[ -n "${NNODES:-}" && "${NNODES}" != 1 ]]; then
-  exec "$TORCHRUN" --nnodes "$NNODES" --node_rank "${NODE_RANK:?set NODE_RANK}" \
+  exec "${TORCHRUN[@]}" --nnodes "$NNODES" --node_rank "${NODE_RANK:?set NODE_RANK}" \
     --master_addr "${MASTER_ADDR:?set MASTER_ADDR}" --master_port "${MASTER_PORT:-29513}" \
     --nproc_per_node="$ngpu" -m hoi train --config "$config" "$@"
 fi
-exec "$TORCHRUN" --standalone --nproc_per_node="$ngpu" -m hoi train --config "$config" "$@"
+exec "${TORCHRUN[@]}" --standalone --nproc_per_node="$ngpu" -m hoi train --config "$config" "$@"

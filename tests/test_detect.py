@@ -128,8 +128,8 @@ def test_ground_truth_source(split, tmp_path) -> None:
     anno["annotation"][0] = {  # two pairs sharing the human, one with a person as object
         "boxes_h": [[1, 1, 50, 80], [1, 1, 50, 80]],
         "boxes_o": [[60, 10, 90, 40], [40, 2, 70, 70]],
-        "object": [41, PERSON_OBJECT], "verb": [36, 52],
-        "hoi": [int(hico_metadata().pair_to_hoi[41, 36]), int(hico_metadata().pair_to_hoi[PERSON_OBJECT, 52])],
+        "object": [41, PERSON_OBJECT], "verb": [36, 31],
+        "hoi": [int(hico_metadata().pair_to_hoi[41, 36]), int(hico_metadata().pair_to_hoi[PERSON_OBJECT, 31])],
     }
     d = gt_detections(anno, 0)
     assert d.labels.tolist() == [PERSON_OBJECT, 41, PERSON_OBJECT]
@@ -202,3 +202,25 @@ def test_torchrun_two_ranks_equal_one_process(split, anchor_weights, reference, 
     assert got.filenames == ref.filenames
     for i in range(4):
         np.testing.assert_allclose(got[i].boxes, ref[i].boxes, atol=1e-3)
+
+
+def test_image_size_unlike_the_annotation_is_refused(split, anchor_weights, tmp_path, capsys) -> None:
+    images, anno_path = split
+    anno = read_json(anno_path)
+    w, h = anno["size"][1]
+    anno["size"][1] = [w + 10, h]  # a resized copy of the image, or the wrong annotation file
+    bad = tmp_path / "instances.json"
+    anno["annotation"][1] = {k: [] for k in anno["annotation"][1]}
+    anno["empty"] = sorted(set(anno["empty"]) | {1})
+    bad.write_text(json.dumps(anno))
+    out = tmp_path / "detections.h5"
+    assert detect_main(_args((images, bad), anchor_weights, out)) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert "Traceback" not in err and len(lines) == 1
+    assert f"{images / anno['filenames'][1]}: decoded size {w}x{h} (w x h), but {bad} gives {w + 10}x{h}" in lines[0]
+    assert not out.exists()
+    import h5py
+
+    with h5py.File(out.with_name(out.name + ".partial"), "r") as f:  # image 0 is kept for the rerun
+        assert f["done"][()].tolist() == [1, 0, 0, 0]

@@ -14,6 +14,7 @@ from hoi.config import ConfigError, to_dict
 from hoi.data import build_instances, hico_metadata, save_annotations
 from hoi.data.cache import CacheError, FeatureWriter, ImageDetections, write_detections
 from hoi.models.backbones import backbone_config
+from hoi.provenance import ProvenanceMismatch, annotation_fingerprint
 
 ARCH = "sac_resnet50"
 CHANNELS = 16
@@ -66,9 +67,12 @@ def make_split(root: Path, split: str, num_images: int = 8, seed: int = 0, arch:
     root.mkdir(parents=True, exist_ok=True)
     save_annotations(anno, root / f"instances_{split}.json")
     (root / "cache").mkdir(parents=True, exist_ok=True)
-    write_detections(root / "cache" / f"detections_{split}.h5", names, dets, {"detector": "gt boxes (test)"})
-    prov = {"backbone": to_dict(backbone_config(arch)), "weights_sha256": "0" * 64, "input_size": [400, 400],
-            "normalization": "imagenet", "layer": "layer3"}
+    fingerprint = annotation_fingerprint(root / f"instances_{split}.json", anno)
+    write_detections(root / "cache" / f"detections_{split}.h5", names, dets,
+                     {"kind": "detections", "source": "gt boxes (test)", "annotation": fingerprint})
+    prov = {"backbone": to_dict(backbone_config(arch)), "weights_sha256": "0" * 64, "weights_seed": None,
+            "input_size": [400, 400], "normalization": "imagenet", "layer": "stage4", "dtype": "float16",
+            "annotation": fingerprint}
     writer = FeatureWriter(root / "cache" / arch / f"features_{split}.h5", names, sizes, (CHANNELS, MAP, MAP), prov)
     for i in range(num_images):
         writer.write(i, rng.standard_normal((CHANNELS, MAP, MAP)).astype(np.float32))
@@ -112,8 +116,13 @@ def test_files_of_other_images_are_refused(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "instances_train2015.json").read_text())
     data["filenames"] = [n.replace("HICO_", "HICO_x") for n in data["filenames"]]
     (tmp_path / "instances_train2015.json").write_text(json.dumps(data))
-    with pytest.raises(CacheError, match="does not belong to"):
+    with pytest.raises(ProvenanceMismatch, match=r"detections_train2015.h5 was made from another annotation file "
+                                                 r"than .*instances_train2015.json: field 'annotation.sha256' differs "
+                                                 r".*4 vs 5 images.*and 1 more"):
         open_split(_cfg(tmp_path, tmp_path / "run"), "train2015")
+    # with the override the content checks still refuse what cannot work at all
+    with pytest.raises(CacheError, match="does not belong to"):
+        open_split(_cfg(tmp_path, tmp_path / "run", **{"data.allow_mismatch": True}), "train2015")
 
 
 def test_features_of_another_backbone_are_refused(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..errors import UserError
 from .metadata import hico_metadata, rare_split
 
 TOP_KEYS = ("filenames", "size", "annotation", "empty", "objects", "verbs", "correspondence",
@@ -25,7 +26,7 @@ TOP_KEYS = ("filenames", "size", "annotation", "empty", "objects", "verbs", "cor
 PAIR_KEYS = ("boxes_h", "boxes_o", "hoi", "object", "verb")
 
 
-class AnnotationError(ValueError):
+class AnnotationError(UserError, ValueError):
     """An annotation file that does not follow the schema; the message names file, record, field."""
 
 

@@ -8,8 +8,13 @@ While a run is in progress they live in ``<file>.partial`` as padded per-image a
 ``done`` flag; :meth:`DetectionWriter.finalize` writes the ragged file atomically.
 
 Features ``features_{split}.h5``: ``features`` (N, C, H, W) float16 chunked one image per
-chunk (allocated when the file is made, so that later writes touch only data, never the
-file's index structures), ``filenames``, ``image_sizes`` (N, 2) as [w, h], ``done`` (N,) uint8.
+chunk (the chunk index is complete when the file is made, so that later writes touch only
+data, never the file's index structures; the chunks are never filled, so the file is made in
+well under a second and holds disk blocks only for written maps), ``filenames``,
+``image_sizes`` (N, 2) as [w, h], ``done`` (N,) uint8.
+
+Both writers make a new file under ``<file>.tmp`` and rename it when complete, so a kill while
+a file is made leaves no half-made file; a rerun deletes the stale ``.tmp``.
 
 Both carry a ``provenance`` attribute (JSON): what made them (config, weights and their sha256,
 thresholds, code version). A writer reopening a file refuses one made by something else, so a
@@ -27,6 +32,7 @@ from typing import Any, Iterable, Sequence
 import h5py
 import numpy as np
 
+from ..engine.disk import disk_full_as_error, remove_stale
 from ..errors import UserError
 
 STR_DTYPE = h5py.string_dtype("utf-8")
@@ -81,7 +87,7 @@ def write_detections(
     detections: Sequence[ImageDetections],
     provenance: dict[str, Any],
 ) -> None:
-    """Write a final (ragged) detections file atomically (temp file + rename)."""
+    """Write a final (ragged) detections file atomically (``<path>.tmp``, then rename)."""
     path = Path(path)
     if len(filenames) != len(detections):
         raise ValueError(f"{len(filenames)} filenames but {len(detections)} detection sets")
@@ -89,16 +95,35 @@ def write_detections(
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     empty = ImageDetections(np.zeros((0, 4)), np.zeros(0), np.zeros(0))
     cat = lambda key: np.concatenate([getattr(d, key) for d in [*detections, empty]])  # noqa: E731
-    tmp = path.with_name(path.name + ".tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(tmp, "w") as f:
+    def fill(f: h5py.File) -> None:
         f.create_dataset("filenames", data=list(filenames), dtype=STR_DTYPE)
         f.create_dataset("offsets", data=offsets)
         f.create_dataset("boxes", data=cat("boxes").astype(np.float32))
         f.create_dataset("scores", data=cat("scores").astype(np.float32))
         f.create_dataset("labels", data=cat("labels").astype(np.int64))
         f.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
-    os.replace(tmp, path)
+
+    _create_then_rename(path, fill)
+
+
+def temp_path(path: Path) -> Path:
+    """Where a file is made before it is renamed to ``path``."""
+    return path.with_name(path.name + ".tmp")
+
+
+def _create_then_rename(path: Path, fill: Any) -> None:
+    """Make an HDF5 file at ``path`` with ``fill(h5py.File)``: built under ``<path>.tmp`` and
+    renamed when complete, so that a kill at any moment leaves either nothing or the whole file."""
+    tmp = temp_path(path)
+    remove_stale([tmp])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with disk_full_as_error(path, "writing the file"), h5py.File(tmp, "w") as f:
+            fill(f)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class DetectionFile:
@@ -155,7 +180,8 @@ class _DoneFlags:
     filenames: list[str]
 
     def _load_done(self) -> None:
-        self.done = self.file["done"][()].astype(bool)
+        self._done = self.file["done"]  # one handle: its writes are flushed by flush(), errors raised there
+        self.done = self._done[()].astype(bool)
         self._new_done: list[int] = []
 
     def pending(self, indices: Iterable[int] | None = None) -> list[int]:
@@ -165,11 +191,12 @@ class _DoneFlags:
 
     def flush(self) -> None:
         """Make written images durable, then mark them done."""
-        self.file.flush()
-        for i in self._new_done:
-            self.file["done"][i] = 1
-            self.done[i] = True
-        self.file.flush()
+        with disk_full_as_error(self.file.filename, "writing"):
+            self.file.flush()
+            for i in self._new_done:
+                self._done[i] = 1
+                self.done[i] = True
+            self.file.flush()
         self._new_done = []
 
 
@@ -198,16 +225,21 @@ class DetectionWriter(_DoneFlags):
             _check_same(self.partial, "provenance", _provenance(self.file), json.loads(json.dumps(provenance)))
             _check_same(self.partial, "padding sizes", self.file["scores"].shape[1], max_per_image)
         else:
-            self.partial.parent.mkdir(parents=True, exist_ok=True)
-            self.file = h5py.File(self.partial, "w")
-            self.file.create_dataset("filenames", data=self.filenames, dtype=STR_DTYPE)
-            self.file.create_dataset("boxes", (n, max_per_image, 4), np.float32, fillvalue=0)
-            self.file.create_dataset("scores", (n, max_per_image), np.float32, fillvalue=0)
-            self.file.create_dataset("labels", (n, max_per_image), np.int64, fillvalue=0)
-            self.file.create_dataset("counts", (n,), np.int64, fillvalue=0)
-            self.file.create_dataset("done", (n,), np.uint8, fillvalue=0)
-            self.file.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
-            self.file.flush()
+            def fill(f: h5py.File) -> None:
+                f.create_dataset("filenames", data=self.filenames, dtype=STR_DTYPE)
+                f.create_dataset("boxes", (n, max_per_image, 4), np.float32, fillvalue=0)
+                f.create_dataset("scores", (n, max_per_image), np.float32, fillvalue=0)
+                f.create_dataset("labels", (n, max_per_image), np.int64, fillvalue=0)
+                f.create_dataset("counts", (n,), np.int64, fillvalue=0)
+                f.create_dataset("done", (n,), np.uint8, fillvalue=0)
+                f.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
+
+            _create_then_rename(self.partial, fill)
+            self.file = h5py.File(self.partial, "r+")
+        remove_stale([temp_path(self.partial), temp_path(self.path)])
+        # one handle per dataset, kept open: their buffered writes are flushed (and a full disk
+        # raised) by flush(), not by the destructor of a temporary handle, which only prints
+        self._data = {k: self.file[k] for k in ("boxes", "scores", "labels", "counts")}
         self._load_done()
 
     def write(self, index: int, det: ImageDetections) -> None:
@@ -215,17 +247,17 @@ class DetectionWriter(_DoneFlags):
         k = len(det)
         if k > self.max_per_image:
             raise ValueError(f"image {self.filenames[index]}: {k} detections > cap {self.max_per_image}")
-        self.file["boxes"][index, :k] = det.boxes
-        self.file["scores"][index, :k] = det.scores
-        self.file["labels"][index, :k] = det.labels
-        self.file["counts"][index] = k
+        with disk_full_as_error(self.partial, "writing detections"):
+            self._data["boxes"][index, :k] = det.boxes
+            self._data["scores"][index, :k] = det.scores
+            self._data["labels"][index, :k] = det.labels
+            self._data["counts"][index] = k
         self._new_done.append(index)
 
     def read(self, index: int) -> ImageDetections:
-        k = int(self.file["counts"][index])
-        return ImageDetections(
-            self.file["boxes"][index, :k], self.file["scores"][index, :k], self.file["labels"][index, :k]
-        )
+        k = int(self._data["counts"][index])
+        return ImageDetections(self._data["boxes"][index, :k], self._data["scores"][index, :k],
+                               self._data["labels"][index, :k])
 
     def finalize(self) -> Path:
         """Write the final ragged file (all images must be done) and remove the partial file."""
@@ -274,23 +306,36 @@ class FeatureWriter(_DoneFlags):
             _check_same(self.path, "provenance", _provenance(self.file), json.loads(json.dumps(provenance)))
             _check_same(self.path, "feature shapes", tuple(self.file["features"].shape[1:]), tuple(shape))
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = h5py.File(self.path, "w")
-            self.file.create_dataset("filenames", data=self.filenames, dtype=STR_DTYPE)
-            self.file.create_dataset("image_sizes", data=np.asarray(image_sizes, dtype=np.int64).reshape(n, 2))
-            dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-            dcpl.set_chunk((1, *shape))
-            dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)  # index complete from the start
-            space = h5py.h5s.create_simple((n, *shape))
-            h5py.h5d.create(self.file.id, b"features", h5py.h5t.IEEE_F16LE, space, dcpl=dcpl)
-            self.file.create_dataset("done", (n,), np.uint8, fillvalue=0)
-            self.file.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
-            self.file.flush()
+            def fill(f: h5py.File) -> None:
+                f.create_dataset("filenames", data=self.filenames, dtype=STR_DTYPE)
+                f.create_dataset("image_sizes", data=np.asarray(image_sizes, dtype=np.int64).reshape(n, 2))
+                dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+                dcpl.set_chunk((1, *shape))
+                dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)  # index complete from the start
+                dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)  # no zeros written: creation is instant
+                space = h5py.h5s.create_simple((n, *shape))
+                h5py.h5d.create(f.id, b"features", h5py.h5t.IEEE_F16LE, space, dcpl=dcpl)
+                f.create_dataset("done", (n,), np.uint8, fillvalue=0)
+                f.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
+
+            _create_then_rename(self.path, fill)
+            self.file = h5py.File(self.path, "r+")
+        remove_stale([temp_path(self.path)])
+        self._features = self.file["features"]
         self._load_done()
 
     def write(self, index: int, features: np.ndarray) -> None:
-        """Store one (C, H, W) map; it counts as done after the next :meth:`flush`."""
-        self.file["features"][index] = np.asarray(features, dtype=np.float16)
+        """Store one (C, H, W) map; it counts as done after the next :meth:`flush`.
+
+        The map goes straight to its chunk's place in the file (``write_direct_chunk``; the
+        chunk is one uncompressed float16 image): a failed write (a full disk) raises here.
+        Through HDF5's chunk cache it would be written later, from a destructor that only
+        prints its error, and the image would be marked done with no data on disk."""
+        fmap = np.ascontiguousarray(features, dtype="<f2")
+        if fmap.shape != self._features.shape[1:]:
+            raise ValueError(f"{self.path}: map of shape {fmap.shape}, expected {self._features.shape[1:]}")
+        with disk_full_as_error(self.path, "writing features"):
+            self._features.id.write_direct_chunk((index, 0, 0, 0), fmap.tobytes())
         self._new_done.append(index)
 
     def close(self) -> None:

@@ -7,7 +7,7 @@ inherited across fork. :func:`check_inputs` refuses files that do not belong tog
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -163,11 +163,22 @@ def to_device(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[s
 
 @dataclass
 class SplitFiles:
-    """The three files of one split, opened (features lazily)."""
+    """The three files of one split, opened (features lazily), with the annotation file's
+    fingerprint and the provenance mismatches the user accepted (``--allow-mismatch``)."""
 
     anno: dict[str, Any]
     detections: DetectionFile
     features: FeatureFile
+    anno_path: str = "<annotations>"
+    fingerprint: dict[str, Any] | None = None
+    accepted_mismatches: list[str] = field(default_factory=list)
+
+    def provenance(self) -> dict[str, Any]:
+        """What a model trained or tested on these files was made from (:mod:`hoi.provenance`)."""
+        return {"annotation": self.fingerprint, "detections": self.detections.provenance,
+                "features": self.features.provenance, "accepted_mismatches": list(self.accepted_mismatches),
+                "files": {"annotations": str(self.anno_path), "detections": str(self.detections.path),
+                          "features": str(self.features.path)}}
 
 
 def images_with_pairs(dataset: HOIDataset) -> np.ndarray:

@@ -65,8 +65,21 @@ def check_image_dir(root: str | Path, filenames: Sequence[str], source: str) -> 
     return root
 
 
+def check_image_size(image: Image.Image, path: str | Path, expected: Sequence[int], source: str) -> None:
+    """Refuse an image whose decoded [w, h] differs from the annotation's ``size`` (boxes are in
+    the annotation's pixels: a resized or swapped image would shift every box)."""
+    w, h = int(expected[0]), int(expected[1])
+    if image.size != (w, h):
+        raise ImageError(f"{path}: decoded size {image.size[0]}x{image.size[1]} (w x h), but {source} gives "
+                         f"{w}x{h} (expected the original HICO-DET image)")
+
+
 class ImageListDataset(Dataset):
-    """Images ``root/filenames[i]`` for the given indices -> ``(i, transform(image))``."""
+    """Images ``root/filenames[i]`` for the given indices -> ``(i, transform(image))``.
+
+    With ``sizes`` ([w, h] per filename, from the annotation file ``source``), each decoded
+    image is checked against its size first (:func:`check_image_size`).
+    """
 
     def __init__(
         self,
@@ -74,15 +87,23 @@ class ImageListDataset(Dataset):
         filenames: Sequence[str],
         indices: Sequence[int],
         transform: Callable[[Image.Image], object],
+        sizes: Sequence[Sequence[int]] | None = None,
+        source: str = "the annotation file",
     ) -> None:
         self.root = Path(root)
         self.filenames = list(filenames)
         self.indices = list(indices)
         self.transform = transform
+        self.sizes = None if sizes is None else [tuple(int(v) for v in s) for s in sizes]
+        self.source = source
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, k: int) -> tuple[int, object]:
         i = self.indices[k]
-        return i, self.transform(load_rgb(self.root / self.filenames[i]))
+        path = self.root / self.filenames[i]
+        image = load_rgb(path)
+        if self.sizes is not None:
+            check_image_size(image, path, self.sizes[i], self.source)
+        return i, self.transform(image)

@@ -11,7 +11,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .annotations import PAIR_KEYS, TOP_KEYS, AnnotationError, check_schema
+from pathlib import Path
+
+from .annotations import PAIR_KEYS, TOP_KEYS, AnnotationError, check_schema, load_annotations
 from .boxes import inside_image, well_ordered
 from .metadata import NUM_HOIS, NUM_OBJECTS, NUM_VERBS, hico_metadata
 
@@ -74,7 +76,7 @@ def _check_image(i: int, name: str, size: Any, anno: Mapping[str, Any]) -> list[
     verb = np.asarray(anno["verb"])
     for key, arr, limit in (("hoi", hoi, NUM_HOIS), ("object", obj, NUM_OBJECTS), ("verb", verb, NUM_VERBS)):
         for j in np.flatnonzero(~_int_in_range(arr, limit)):
-            out.append(Problem(key, f"{key} id {arr[j]!r} out of range 0..{limit - 1}", i, name, int(j)))
+            out.append(Problem(key, f"{key} id {arr[j].item()!r} out of range 0..{limit - 1}", i, name, int(j)))
     ok = _int_in_range(hoi, NUM_HOIS) & _int_in_range(obj, NUM_OBJECTS) & _int_in_range(verb, NUM_VERBS)
     for j in np.flatnonzero(ok):
         h = int(hoi[j])
@@ -137,4 +139,22 @@ def validate_annotations(data: Mapping[str, Any]) -> list[Problem]:
     return problems
 
 
-__all__ = ["Problem", "validate_annotations", "PAIR_KEYS", "TOP_KEYS"]
+def check_annotations(data: Mapping[str, Any], source: str | Path = "<annotations>") -> None:
+    """Raise :class:`AnnotationError` naming ``source``, the first problem (image, pair, what
+    was expected) and how many there are in all, unless ``data`` is valid."""
+    problems = validate_annotations(data)
+    if problems:
+        more = f" (and {len(problems) - 1} more problems: python -m data_prep.validate {source})" \
+            if len(problems) > 1 else ""
+        raise AnnotationError(f"{source}: {problems[0]}{more}")
+
+
+def load_valid_annotations(path: str | Path) -> dict[str, Any]:
+    """Read an annotation file and refuse it, in one line, unless it is valid (schema and
+    content, :func:`validate_annotations`). Every stage reads its annotations through this."""
+    data = load_annotations(path)
+    check_annotations(data, path)
+    return data
+
+
+__all__ = ["Problem", "validate_annotations", "check_annotations", "load_valid_annotations", "PAIR_KEYS", "TOP_KEYS"]

@@ -15,8 +15,11 @@ from typing import Any
 
 import torch
 
+from ..errors import UserError
+from .disk import disk_full_as_error
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that is missing, unreadable or made for another model."""
 
 
@@ -27,9 +30,10 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with disk_full_as_error(path, "saving a checkpoint"), os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
@@ -38,6 +42,15 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def remove_stale_temps(path: str | Path) -> list[Path]:
+    """Delete the temporary files of :func:`atomic_save` for ``path`` that a killed run left."""
+    path = Path(path)
+    stale = list(path.parent.glob(f".{path.name}.*.tmp")) if path.parent.is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:

@@ -17,13 +17,15 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..data.boxes import well_ordered
+from ..engine.disk import disk_full_as_error
+from ..errors import UserError
 
 FIELDS = ("image_index", "boxes_h", "boxes_o", "object", "hoi", "score")
 SUFFIXES = (".npz", ".h5", ".hdf5")
 MAX_LISTED_ROWS = 5  # rows quoted in an error message
 
 
-class DetectionError(ValueError):
+class DetectionError(UserError, ValueError):
     """A detection set that cannot be evaluated; the message names the rows and what was expected."""
 
 
@@ -132,6 +134,17 @@ class HOIDetections:
             raise DetectionError(f"{source}: {_rows(bad)}: object {self.object[i]} does not match HOI "
                                  f"{self.hoi[i]}, whose object is {hoi_object[self.hoi[i]]}")
 
+    def count_outside(self, sizes: Sequence[Sequence[int]]) -> int:
+        """Rows whose human or object box reaches past its image (``sizes`` [w, h] per image of
+        ``image_index``). The official code scores them as they are; results made elsewhere have them."""
+        if not len(self):
+            return 0
+        wh = np.asarray(sizes, dtype=np.float64)[self.image_index]
+        out = np.zeros(len(self), dtype=bool)
+        for boxes in (self.boxes_h, self.boxes_o):
+            out |= ~((boxes[:, 0] >= 1) & (boxes[:, 1] >= 1) & (boxes[:, 2] <= wh[:, 0]) & (boxes[:, 3] <= wh[:, 1]))
+        return int(out.sum())
+
     def to_annotation_order(self, filenames: Sequence[str], source: str = "detections") -> "HOIDetections":
         """Re-index ``image_index`` into ``filenames`` (the annotation file's order) using
         this set's own ``filenames``; unchanged when it has none."""
@@ -159,19 +172,23 @@ class HOIDetections:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"detections file not found: {path}")
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                data = {k: z[k] for k in z.files}
-        elif path.suffix in (".h5", ".hdf5"):
-            import h5py
-
-            with h5py.File(path, "r") as f:
-                data = {k: f[k][()] for k in f.keys()}
-                if "meta_json" in f.attrs:
-                    data["meta_json"] = f.attrs["meta_json"]
-        else:
+        if path.suffix not in SUFFIXES:
             raise DetectionError(f"{path}: unknown results format; expected one of {SUFFIXES} "
                                  "(or a MATLAB layout, see hoi.evaluation.matlab)")
+        try:
+            if path.suffix == ".npz":
+                with np.load(path, allow_pickle=False) as z:
+                    data = {k: z[k] for k in z.files}
+            else:
+                import h5py
+
+                with h5py.File(path, "r") as f:
+                    data = {k: f[k][()] for k in f.keys()}
+                    if "meta_json" in f.attrs:
+                        data["meta_json"] = f.attrs["meta_json"]
+        except Exception as err:  # truncated zip, bad HDF5 header, ... (numpy/h5py raise many types)
+            raise DetectionError(f"{path}: not a readable {path.suffix} results file ({type(err).__name__}: "
+                                 f"{err}); expected the arrays {list(FIELDS)}") from err
         missing = [k for k in FIELDS if k not in data]
         if missing:
             raise DetectionError(f"{path}: missing arrays {missing}; expected {list(FIELDS)} (+ filenames)")
@@ -196,7 +213,16 @@ class HOIDetections:
         arrays: dict[str, np.ndarray] = {k: getattr(self, k) for k in FIELDS}
         meta_json = json.dumps(self.meta)
         tmp = path.with_name(path.name + ".tmp" + path.suffix)
-        if path.suffix == ".npz":
+        try:
+            with disk_full_as_error(path, "writing the results"):
+                self._write(tmp, arrays, meta_json)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        os.replace(tmp, path)
+
+    def _write(self, tmp: Path, arrays: dict[str, np.ndarray], meta_json: str) -> None:
+        if tmp.suffix == ".npz":
             if self.filenames is not None:
                 arrays["filenames"] = np.asarray(self.filenames, dtype=str)
             np.savez(tmp, meta_json=np.asarray(meta_json), **arrays)
@@ -209,4 +235,3 @@ class HOIDetections:
                 if self.filenames is not None:
                     f.create_dataset("filenames", data=self.filenames, dtype=h5py.string_dtype())
                 f.attrs["meta_json"] = meta_json
-        os.replace(tmp, path)

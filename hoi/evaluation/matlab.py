@@ -159,6 +159,9 @@ def _load_cells(path: Path, rows: int, num_images: int | None) -> np.ndarray:
     except NotImplementedError as err:
         raise DetectionError(f"{path}: MATLAB v7.3 files are not supported; re-save with "
                              f"save(..., '-v7') ({err})") from err
+    except Exception as err:  # scipy raises many types for truncated/corrupt files
+        raise DetectionError(f"{path}: not a readable MATLAB file ({type(err).__name__}: {err}); "
+                             f"expected a .mat holding '{VARIABLE}'") from err
     if VARIABLE not in mat:
         raise DetectionError(f"{path}: no variable '{VARIABLE}'")
     cells = mat[VARIABLE]

@@ -16,7 +16,6 @@ Any other mismatch is an error listing the missing and unexpected keys, unless `
 
 from __future__ import annotations
 
-import hashlib
 import re
 import urllib.error
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..provenance import file_sha256 as sha256_of  # noqa: F401 - one sha256 helper for the project
 from .attention import ATTENTION_BLOCKS
 from .backbones import AttentionResNet
 
@@ -52,15 +52,6 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     sha256: str | None = None
-
-
-def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file (recorded in provenance attributes)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def torchvision_url(depth: int) -> str:

@@ -35,6 +35,7 @@ class DataConfig:
     val_seed: int = 0  # the held-out images depend on this seed only
     workers: int = 4  # DataLoader worker processes per training process
     check_backbone: bool = True  # refuse features whose provenance names another backbone
+    allow_mismatch: bool = False  # use caches made from another annotation / backbone anyway (recorded)
 
 
 

@@ -13,12 +13,13 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from ..config import ConfigError, to_dict
-from ..data.annotations import load_annotations
 from ..data.cache import DetectionFile, FeatureFile
 from ..data.hoi_dataset import HOIDataset, SplitFiles, check_inputs, collate
+from ..data.validation import load_valid_annotations
 from ..engine.distributed import ShardedSampler
 from ..engine.logging import LOGGER_NAME
 from ..models.backbones import backbone_config
+from ..provenance import annotation_fingerprint, annotation_mismatch, resolve
 from .config import HOITrainConfig, data_path
 
 VAL_SPLIT_NAME = "val_split.json"
@@ -26,9 +27,12 @@ log = logging.getLogger(LOGGER_NAME)
 
 
 def open_split(cfg: HOITrainConfig, split: str, annotations: str | Path | None = None,
-               detections: str | Path | None = None, features: str | Path | None = None) -> SplitFiles:
+               detections: str | Path | None = None, features: str | Path | None = None,
+               allow_flag: str = "data.allow_mismatch=true") -> SplitFiles:
     """The annotation, detection and feature files of ``split`` (paths from the config unless
-    given), checked to belong together and to this run's backbone and model."""
+    given), checked before any work to belong together (the caches' recorded annotation
+    fingerprints, image lists and sizes) and to this run's backbone and model. Mismatches are
+    refused unless ``cfg.data.allow_mismatch`` (then recorded in :attr:`SplitFiles.accepted_mismatches`)."""
     paths = {
         "annotations": Path(annotations) if annotations else data_path(cfg.data, "annotations", split, cfg.arch),
         "detections": Path(detections) if detections else data_path(cfg.data, "detections", split, cfg.arch),
@@ -36,8 +40,12 @@ def open_split(cfg: HOITrainConfig, split: str, annotations: str | Path | None =
     }
     if not paths["annotations"].is_file():
         raise FileNotFoundError(f"annotation file not found: {paths['annotations']} (data.annotations / --anno)")
-    anno = load_annotations(paths["annotations"])
-    files = SplitFiles(anno, DetectionFile(paths["detections"]), FeatureFile(paths["features"]))
+    anno = load_valid_annotations(paths["annotations"])
+    fingerprint = annotation_fingerprint(paths["annotations"], anno)
+    dets, feats = DetectionFile(paths["detections"]), FeatureFile(paths["features"])
+    accepted = resolve([annotation_mismatch(f.path, f.provenance, paths["annotations"], fingerprint)
+                        for f in (dets, feats)], cfg.data.allow_mismatch, allow_flag)
+    files = SplitFiles(anno, dets, feats, str(paths["annotations"]), fingerprint, accepted)
     backbone = to_dict(backbone_config(cfg.arch)) if cfg.data.check_backbone else None
     check_inputs(anno, files.detections, files.features, range(len(anno["filenames"])), backbone,
                  cfg.model.in_channels, str(paths["annotations"]))

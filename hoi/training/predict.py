@@ -16,7 +16,8 @@ from ..models.vsgnet import VSGNet
 from .config import HOITrainConfig, validate
 from .data import inference_loader, open_split
 from .inference import concat_rows, predict
-from .trainer import load_model_state, model_arch
+from ..provenance import ALLOW_FLAG, FEATURE_FIELDS, features_record, field_mismatches, resolve
+from .trainer import checkpoint_provenance, load_model_state, model_arch
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -33,6 +34,8 @@ def test_config(args: argparse.Namespace) -> HOITrainConfig:
         overrides.append(f"data.workers={args.workers}")
     if args.device is not None:
         overrides.append(f"device={args.device}")
+    if getattr(args, "allow_mismatch", False):
+        overrides.append("data.allow_mismatch=true")
     cfg = build_config(HOITrainConfig, None, overrides, base=ckpt["config"])
     validate(cfg)
     return cfg
@@ -46,7 +49,19 @@ def run_test(cfg: HOITrainConfig, args: argparse.Namespace, dist: DistInfo) -> P
     load_model_state(model, ckpt["model"], str(args.checkpoint))
     model.to(dist.device)
     split = args.split or cfg.data.test_split
-    files = open_split(cfg, split, args.anno, args.detections, args.features)
+    files = open_split(cfg, split, args.anno, args.detections, args.features, allow_flag=ALLOW_FLAG)
+    trained_on = checkpoint_provenance(ckpt)
+    if trained_on is None:
+        files.accepted_mismatches += resolve(
+            [f"{args.checkpoint}: records no provenance of its training features, so {files.features.path} "
+             f"cannot be checked against them (expected a checkpoint of this version of hoi train)"],
+            cfg.data.allow_mismatch, ALLOW_FLAG)
+    else:  # the test maps must mean what the training maps meant
+        files.accepted_mismatches += resolve(
+            field_mismatches(f"{files.features.path}", features_record(files.features.provenance),
+                             f"the training features of {args.checkpoint}",
+                             features_record(trained_on.get("features") or {}), FEATURE_FIELDS),
+            cfg.data.allow_mismatch, ALLOW_FLAG)
     dataset = HOIDataset(files.anno, files.detections, files.features, range(len(files.anno["filenames"])),
                          cfg.pairs, with_labels=False)
     loader = inference_loader(dataset, cfg.test.batch_size, cfg.data.workers, dist.rank, dist.world_size,
@@ -58,8 +73,9 @@ def run_test(cfg: HOITrainConfig, args: argparse.Namespace, dist: DistInfo) -> P
     if dist.is_main:
         det = concat_rows([p for rank_parts in gathered for p in rank_parts], list(files.anno["filenames"]))
         det.meta = {"checkpoint": str(args.checkpoint), "epoch": int(ckpt.get("epoch", -1)), "split": split,
-                    "arch": cfg.arch, "config": to_dict(cfg),
-                    "features_provenance": files.features.provenance}
+                    "arch": cfg.arch, "config": to_dict(cfg), "annotation": files.fingerprint,
+                    "test_files": files.provenance(), "trained_on": trained_on,
+                    "accepted_mismatches": files.accepted_mismatches}
         out.parent.mkdir(parents=True, exist_ok=True)
         det.save(out)
         log.info("%d HOI detections over %d images -> %s", len(det), len(dataset), out)

@@ -12,6 +12,7 @@ the epoch, and the checkpoint holds model, optimizer, scaler, epoch and RNG stat
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import sys
@@ -31,11 +32,13 @@ from ..config import to_dict, to_yaml
 from ..data.annotations import pair_counts
 from ..data.hoi_dataset import HOIDataset, to_device
 from ..engine.checkpoint import CheckpointError, arch_mismatch, atomic_save, load_checkpoint
+from ..engine.disk import require_free_space
 from ..engine.distributed import DistInfo, all_gather_objects, all_reduce_sum, barrier
 from ..engine.logging import LOGGER_NAME, MetricsWriter, setup_logging
 from ..engine.seed import capture_rng_state, restore_rng_state, seed_everything
 from ..evaluation import evaluate
 from ..models.vsgnet import VSGNet, VSGNetOutput, bce_log_space
+from ..provenance import FEATURE_FIELDS, annotation_mismatch, features_record, field_mismatches, resolve
 from .config import HOITrainConfig, lr_multiplier
 from .data import build_train_val, inference_loader, open_split, subset_annotations, train_loader
 from .inference import concat_rows, predict
@@ -51,6 +54,12 @@ log = logging.getLogger(LOGGER_NAME)
 def model_arch(cfg: HOITrainConfig) -> dict[str, Any]:
     """What a checkpoint's weights fit: the model config and the backbone of the features."""
     return {"model": "vsgnet", "backbone": cfg.arch, "heads": to_dict(cfg.model)}
+
+
+def checkpoint_provenance(ckpt: dict[str, Any]) -> dict[str, Any] | None:
+    """The provenance of the files a checkpoint was trained on (None for older checkpoints)."""
+    raw = ckpt.get("provenance")
+    return json.loads(raw) if isinstance(raw, str) else None
 
 
 def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -77,6 +86,7 @@ class TrainState:
     start_epoch: int = 0
     best: float = -1.0
     best_epoch: int = -1
+    provenance: dict[str, Any] | None = None  # of the training files, saved in every checkpoint
 
 
 def build_optimizer(cfg: HOITrainConfig, model: VSGNet) -> torch.optim.SGD:
@@ -206,6 +216,15 @@ def _resume(cfg: HOITrainConfig, state: TrainState, path: Path, dist: DistInfo, 
     if changed:
         log.warning("resuming %s with a changed config:\n  %s", path, "\n  ".join(changed))
     load_model_state(state.bare, ckpt["model"], str(path))
+    saved = checkpoint_provenance(ckpt)
+    if saved is not None and state.provenance is not None:  # the same data as the interrupted run
+        now = state.provenance
+        state.provenance["accepted_mismatches"] += resolve(
+            [annotation_mismatch(path, {"annotation": saved.get("annotation") or {}}, now["files"]["annotations"],
+                                 now["annotation"])]
+            + field_mismatches(f"the training features of {path}", features_record(saved.get("features") or {}),
+                               now["files"]["features"], features_record(now["features"]), FEATURE_FIELDS),
+            cfg.data.allow_mismatch, "data.allow_mismatch=true")
     try:
         state.optimizer.load_state_dict(ckpt["optimizer"])
         state.scaler.load_state_dict(ckpt["scaler"])
@@ -228,7 +247,8 @@ def _save(cfg: HOITrainConfig, state: TrainState, epoch: int, dist: DistInfo, it
     rng = all_gather_objects(capture_rng_state())
     if dist.is_main:
         common = {"arch": model_arch(cfg), "model": state.bare.state_dict(), "epoch": epoch,
-                  "config": to_dict(cfg), "metrics": {k: float(v) for k, v in metrics.items()}}
+                  "config": to_dict(cfg), "metrics": {k: float(v) for k, v in metrics.items()},
+                  "provenance": json.dumps(state.provenance, sort_keys=True)}
         if best_path is not None:
             atomic_save(common, best_path)
         atomic_save({**common, "optimizer": state.optimizer.state_dict(), "scaler": state.scaler.state_dict(),
@@ -270,6 +290,10 @@ def run_training(cfg: HOITrainConfig, dist: DistInfo, resume: str | Path | None 
     log.info("config:\n%s", to_yaml(cfg))
 
     state = _build_state(cfg, dist)
+    state.provenance = files.provenance()
+    if dist.is_main:  # checkpoint.pth (weights + momentum), best.pth (weights), a temp copy while saving
+        param_bytes = sum(p.numel() * p.element_size() for p in state.bare.parameters())
+        require_free_space(output_dir, 5 * param_bytes, "the checkpoints")
     if cfg.optim.epochs == 0:  # the model at its initial weights, as a baseline to compare with
         _save(cfg, state, -1, dist, iters, {}, ckpt_path, output_dir / BEST_NAME)
         log.info("optim.epochs=0: saved the untrained model to %s", output_dir / BEST_NAME)
