@@ -361,3 +361,20 @@ def test_hoi_diagnose_refuses_bad_options(shared_dir, tmp_path, capsys, argv, ma
                      "--out", str(tmp_path / "o"), *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and match in err[0]
+
+
+def test_results_of_another_annotation_are_refused_unless_allowed(real, shared_dir, tmp_path, capsys) -> None:
+    _, inj, _ = real
+    det = inj.det.select(slice(None))
+    det.meta = {"annotation": {"file": "instances_test2015.json", "sha256": "0" * 64}}  # as hoi test records it
+    det.save(tmp_path / "r.npz")
+    argv = ["diagnose", "--anno", str(shared_dir / "hicodet" / "instances_test2015.json"),
+            "--detections", str(tmp_path / "r.npz"), "--out", str(tmp_path / "o")]
+    assert hoi_main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "annotation.sha256" in err[0] and "--allow-mismatch" in err[0]
+    assert not (tmp_path / "o").exists()
+    assert hoi_main(argv + ["--allow-mismatch", "--top", "1"]) == 0
+    d = json.loads((tmp_path / "o" / "diagnosis.json").read_text())
+    assert len(d["accepted_mismatches"]) == 1 and "annotation.sha256" in d["accepted_mismatches"][0]
+    assert d["false_positives"] == inj.expected_counts()

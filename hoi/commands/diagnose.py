@@ -30,24 +30,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="names of the two files in tables and pictures (default: their file names)")
     parser.add_argument("--top", type=int, default=TOP_CLASSES,
                         help="classes shown in the comparison picture (largest AP change)")
+    parser.add_argument("--allow-mismatch", action="store_true",
+                        help="diagnose results whose recorded annotation fingerprint differs from --anno anyway "
+                             "(the mismatch is recorded in diagnosis.json)")
 
 
-def _diagnose(data, path: str, args: argparse.Namespace, class_names) -> dict:
+def _diagnose(data: dict, path: str, args: argparse.Namespace, class_names) -> dict:
+    """Diagnosis dict of one results file, checked at the join as ``hoi eval`` checks it."""
+    from ..data.metadata import hico_metadata
     from ..evaluation import HOIDetections
     from ..evaluation.diagnose import diagnose
+    from ..provenance import annotation_fingerprint, annotation_mismatch, recorded_annotation, resolve
 
+    detections = HOIDetections.load(path)
+    accepted = []
+    if recorded_annotation(detections.meta) is not None:  # made by hoi test: the fingerprint decides
+        accepted = resolve([annotation_mismatch(path, detections.meta, args.anno,
+                                                annotation_fingerprint(args.anno, data))], args.allow_mismatch)
+    ordered = detections.to_annotation_order(data["filenames"], str(path))
+    ordered.check(len(data["filenames"]), hico_metadata().hoi_object, str(path))
+    outside = ordered.count_outside(data["size"])
+    if outside:
+        print(f"warning: {path}: {outside} of {len(detections)} detections have a box reaching past its image "
+              f"(scored as they are, as the official code does)")
     with warnings.catch_warnings():  # the evaluator's warnings are printed by `hoi eval`
         warnings.simplefilter("ignore")
-        result = diagnose(data, HOIDetections.load(path), iou_threshold=args.iou, classes=args.classes,
-                          loc_min=args.loc_iou)
+        result = diagnose(data, ordered, iou_threshold=args.iou, classes=args.classes, loc_min=args.loc_iou)
     out = result.to_dict(class_names)
-    out.update({"anno": str(args.anno), "detections": str(path)})
+    out.update({"anno": str(args.anno), "detections": str(path), "accepted_mismatches": accepted})
     return out
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.annotations import load_annotations
     from ..data.metadata import hico_metadata
+    from ..data.validation import load_valid_annotations
     from ..errors import UserError
     from ..evaluation.diagnose import ap_changes, summary_table
     from ..vis.diagnosis import save_diagnosis_figures
@@ -56,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--loc-iou {args.loc_iou} and --iou {args.iou}: expected 0 < --loc-iou < --iou <= 1")
     if args.top < 1:
         raise UserError(f"--top {args.top}: expected at least 1 class")
-    data = load_annotations(args.anno)
+    data = load_valid_annotations(args.anno)
     names = hico_metadata().hoi_names
     labels = args.labels or [Path(args.detections).stem] + ([Path(args.compare).stem] if args.compare else ["compare"])
     main = _diagnose(data, args.detections, args, names)
