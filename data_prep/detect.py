@@ -4,6 +4,7 @@
         [--config COCO-Detection/faster_rcnn_R_101_FPN_3x.yaml] [--weights FILE]
     python -m data_prep.detect --source gt --anno instances_X.json --out ...   # oracle boxes
     python -m data_prep.detect --source import --import-dir DIR --anno ... --out ...
+    python -m data_prep.detect --source import --import-format vsgnet --import-dir DIR ...
     torchrun --nproc_per_node 4 -m data_prep.detect ...                        # sharded
 
 ``--source detectron2`` (default) runs a model-zoo config (or a local YAML) in batches, keeps
@@ -18,7 +19,9 @@ every rank writes its share to a part file that rank 0 merges.
 with their class) with score 1, optionally jittered by ``--jitter`` (a fraction of the box
 size, seeded): the oracle-detection setting, and the demo's stand-in without detector weights.
 
-``--source import`` reads one JSON file per image, ``DIR/<image name without extension>.json``:
+``--source import`` reads one JSON file per image, ``DIR/<image name without extension>.json``;
+``--import-format vsgnet`` reads the official VSGNet detection files
+(:mod:`data_prep.vsgnet_detections`), ``project`` (the default) this format:
 
     {"boxes": [[x1, y1, x2, y2], ...], "scores": [...], "labels": [...]}
 
@@ -35,7 +38,6 @@ import argparse
 import json
 import sys
 import time
-import urllib.error
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -44,25 +46,28 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from hoi.data.hake import size_known
 from hoi.data.cache import CacheError, DetectionWriter, ImageDetections, write_detections
 from hoi.data.images import ImageListDataset, check_image_dir
 from hoi.data.metadata import PERSON_OBJECT, hico_metadata
 from hoi.data.validation import load_valid_annotations
-from hoi.detectron2_compat import import_detectron2
+from hoi.detection import (  # noqa: F401 - continuous_to_inclusive, detectron2_cfg: the stage's public names
+    DEFAULT_CONFIG,
+    DetectError,
+    Detectron2Input,
+    DetectorSettings,
+    build_detector,
+    continuous_to_inclusive,
+    detect_batch,
+    detectron2_cfg,
+    resolve_weights,
+)
 from hoi.engine.disk import require_free_space
 from hoi.engine.distributed import barrier, cleanup, init_distributed
-from hoi.errors import UserError
 from hoi.models.weights import sha256_of
 from hoi.provenance import RANDOM_WEIGHTS, annotation_fingerprint
 
 from .common import code_version, rank_part, run_stage, shard
 
-DEFAULT_CONFIG = "COCO-Detection/faster_rcnn_R_101_FPN_3x.yaml"
-
-
-class DetectError(UserError, RuntimeError):
-    """A detector that cannot be built or loaded, or an import file that is malformed."""
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -86,6 +91,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--jitter", type=float, default=0.0, help="gt source: box noise, fraction of size")
     p.add_argument("--seed", type=int, default=0, help="gt source: seed of the jitter")
     p.add_argument("--import-dir", help="import source: folder of per-image JSON files")
+    p.add_argument("--import-format", default="project", choices=["project", "vsgnet"],
+                   help="import source: per-image files of this project or VSGNet's Object_Detections_hico")
     p.add_argument("--import-labels", default="hico", choices=["hico", "coco80", "coco91"])
     p.add_argument("--import-boxes", default="1-based", choices=["1-based", "0-based"])
     p.add_argument("--allow-missing", action="store_true", help="import source: no file = no detections")
@@ -93,125 +100,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 # --------------------------------------------------------------------------- Detectron2
-def continuous_to_inclusive(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Detectron2's continuous 0-based boxes (K, 4) -> 1-based inclusive pixel boxes in the image."""
-    out = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
-    out[:, :2] += 1.0
-    out[:, [0, 2]] = out[:, [0, 2]].clip(1, width)
-    out[:, [1, 3]] = out[:, [1, 3]].clip(1, height)
-    out[:, 2] = np.maximum(out[:, 2], out[:, 0])
-    out[:, 3] = np.maximum(out[:, 3], out[:, 1])
-    return out
-
-
-def detectron2_cfg(args: argparse.Namespace, device: torch.device):
-    """Detectron2 config from a model-zoo name or a YAML file, with our thresholds."""
-    import_detectron2()
-    from detectron2 import model_zoo
-    from detectron2.config import get_cfg
-
-    cfg = get_cfg()
-    if Path(args.config).is_file():
-        cfg.merge_from_file(args.config)
-    else:
-        try:
-            cfg.merge_from_file(model_zoo.get_config_file(args.config))
-        except RuntimeError as err:
-            raise DetectError(f"--config {args.config!r} is neither a file nor a model-zoo config ({err})") from err
-    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = args.score_thresh
-    cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST = args.nms_thresh
-    cfg.TEST.DETECTIONS_PER_IMAGE = args.max_per_image
-    if args.min_size:
-        cfg.INPUT.MIN_SIZE_TEST = args.min_size
-    if args.max_size:
-        cfg.INPUT.MAX_SIZE_TEST = args.max_size
-    cfg.MODEL.DEVICE = str(device)
-    cfg.MODEL.WEIGHTS = ""
-    return cfg
-
-
-def resolve_weights(args: argparse.Namespace) -> str | None:
-    """Local path of the detector weights (``--weights``, else the model zoo's file, downloaded
-    where the network allows); None for ``--weights none`` (random initialisation)."""
-    if args.weights == "none":
-        return None
-    import_detectron2()
-    from detectron2 import model_zoo
-    from detectron2.utils.file_io import PathManager
-
-    source = args.weights or model_zoo.get_checkpoint_url(args.config)
-    try:
-        local = PathManager.get_local_path(source)
-    except (urllib.error.URLError, OSError) as err:
-        raise DetectError(
-            f"could not download the detector weights {source} ({err}). Without network access, "
-            f"download that file on a machine that has it and pass --weights /path/to/{Path(source).name}"
-        ) from err
-    if not Path(local).is_file():
-        raise DetectError(f"detector weights not found: {local}")
-    return local
-
-
-def build_detector(args: argparse.Namespace, device: torch.device, weights: str | None) -> tuple[Any, Any]:
-    """(model in eval mode, its config), with ``weights`` (a local file from
-    :func:`resolve_weights`, or None for random initialisation) loaded."""
-    cfg = detectron2_cfg(args, device)
-    from detectron2.checkpoint import DetectionCheckpointer
-    from detectron2.modeling import build_model
-
-    model = build_model(cfg).eval()
-    if weights is None:
-        return model, cfg
-    checkpointer = DetectionCheckpointer(model)
-    try:
-        checkpoint = checkpointer._load_file(weights)
-    except Exception as err:
-        raise DetectError(f"{weights}: not a readable Detectron2/PyTorch checkpoint ({err})") from err
-    incompatible = checkpointer._load_model(checkpoint)
-    missing = [k for k in incompatible.missing_keys if "num_batches_tracked" not in k]
-    if missing:
-        raise DetectError(
-            f"{weights}: weights do not fit {args.config}: {len(missing)} missing keys, e.g. {missing[:5]}"
-        )
-    return model, cfg
-
-
-class _Detectron2Input:
-    """PIL image -> the dict Detectron2 models take (resized, in the config's channel order)."""
-
-    def __init__(self, cfg) -> None:
-        import detectron2.data.transforms as T
-
-        self.resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
-        self.bgr = cfg.INPUT.FORMAT == "BGR"
-
-    def __call__(self, image) -> dict[str, Any]:
-        arr = np.asarray(image)
-        if self.bgr:
-            arr = arr[:, :, ::-1]
-        h, w = arr.shape[:2]
-        resized = self.resize.get_transform(arr).apply_image(arr)
-        return {"image": torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1))), "height": h, "width": w}
-
-
 def _run_detectron2(args, info, writer, todo, filenames, sizes, weights: str | None) -> int:
-    model, cfg = build_detector(args, info.device, weights)
-    coco_to_hico = hico_metadata().coco80_to_hico
+    model, cfg = build_detector(DetectorSettings.from_args(args), info.device, weights)
     loader = DataLoader(
-        ImageListDataset(args.images, filenames, todo, _Detectron2Input(cfg), sizes, str(args.anno)),
+        ImageListDataset(args.images, filenames, todo, Detectron2Input(cfg), sizes, str(args.anno)),
         batch_size=args.batch_size, num_workers=args.workers, collate_fn=lambda batch: batch,
     )
     count = 0
     bar = tqdm(total=len(todo), desc=f"detect[{info.rank}]", unit="img", disable=not info.is_main)
     with torch.inference_mode(), bar:
         for batch in loader:
-            outputs = model([inp for _, inp in batch])
-            for (i, inp), out in zip(batch, outputs):
-                inst = out["instances"].to("cpu")
-                w, h = sizes[i] if size_known(sizes[i]) else (inp["width"], inp["height"])
-                labels = coco_to_hico[inst.pred_classes.numpy() + 1]
-                boxes = continuous_to_inclusive(inst.pred_boxes.tensor.numpy(), w, h)
-                writer.write(i, ImageDetections(boxes, inst.scores.numpy(), labels))
+            for (i, _), det in zip(batch, detect_batch(model, [inp for _, inp in batch])):
+                writer.write(i, det)
             writer.flush()
             count += len(batch)
             bar.update(len(batch))
@@ -301,8 +201,8 @@ def provenance_of(args: argparse.Namespace, anno: dict[str, Any]) -> dict[str, A
     elif args.source == "gt":
         prov.update(jitter=args.jitter, seed=args.seed)
     else:
-        prov.update(import_dir=str(args.import_dir), import_labels=args.import_labels,
-                    import_boxes=args.import_boxes)
+        prov.update(import_dir=str(args.import_dir), import_format=args.import_format,
+                    import_labels=args.import_labels, import_boxes=args.import_boxes)
     return prov
 
 
@@ -320,8 +220,12 @@ def detect(args: argparse.Namespace) -> Path:
     if args.source == "import":
         if not args.import_dir or not Path(args.import_dir).is_dir():
             raise DetectError(f"--import-dir must be an existing folder, got {args.import_dir!r}")
-        dets = [import_detections(Path(args.import_dir) / (Path(n).stem + ".json"), args, sizes[i])
-                for i, n in enumerate(filenames)]
+        if args.import_format == "vsgnet":
+            from .vsgnet_detections import read_vsgnet_dir
+            dets = read_vsgnet_dir(Path(args.import_dir), filenames, sizes, args.allow_missing)
+        else:
+            dets = [import_detections(Path(args.import_dir) / (Path(n).stem + ".json"), args, sizes[i])
+                    for i, n in enumerate(filenames)]
         write_detections(out, filenames, dets, prov)
         print(f"[detect] imported detections for {len(filenames)} images -> {out}", flush=True)
         return out
@@ -330,7 +234,7 @@ def detect(args: argparse.Namespace) -> Path:
         raise DetectError("--images is required with --source detectron2")
     check_image_dir(args.images, filenames, args.anno)
     info = init_distributed(args.device)
-    weights = resolve_weights(args)  # before any file is made: a failed download leaves nothing
+    weights = resolve_weights(DetectorSettings.from_args(args))  # before any file is made: a failed download leaves nothing
     prov["weights_sha256"] = sha256_of(weights) if weights else RANDOM_WEIGHTS
     partial = out if not info.distributed else rank_part(out, info.rank, info.world_size)
     # the partial file (padded), the final file and a temp copy of it: about 3x the padded arrays

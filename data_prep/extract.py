@@ -27,21 +27,18 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from hoi.config import to_dict
 from hoi.data.cache import FeatureFile, FeatureWriter
 from hoi.data.images import IMAGENET_MEAN, IMAGENET_STD, ImageListDataset, backbone_input, check_image_dir
 from hoi.data.validation import load_valid_annotations
 from hoi.engine.disk import require_free_space
 from hoi.engine.distributed import barrier, cleanup, init_distributed
 from hoi.errors import UserError
-from hoi.models.backbones import ARCHS, AttentionResNet, FrozenFeatureExtractor, backbone_config
-from hoi.models.complexity import describe
-from hoi.models.weights import load_backbone_weights
-from hoi.provenance import RANDOM_WEIGHTS, annotation_fingerprint
+from hoi.models.backbones import ARCHS, FrozenFeatureExtractor, backbone_config
+from hoi.models.extractor import build_extractor as extractor_of, extract_maps, map_shape
+from hoi.provenance import annotation_fingerprint
 
 from .common import code_version, rank_part, run_stage, shard
 
@@ -67,39 +64,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def build_extractor(args: argparse.Namespace) -> tuple[FrozenFeatureExtractor, dict]:
-    """The frozen backbone and the provenance that describes it."""
+    """The frozen backbone of the command line and the provenance that describes its maps."""
     is_file = args.backbone.endswith((".yaml", ".yml"))
     cfg = backbone_config(None if is_file else args.backbone, args.backbone if is_file else None)
-    seed = None
-    if args.weights == "none":  # reproducible: the same seed rebuilds the same backbone
-        seed = int(args.seed)
-        torch.manual_seed(seed)
-    resnet = AttentionResNet(cfg)
-    if args.weights == "none":
-        weights_sha = RANDOM_WEIGHTS
-    else:
-        report = load_backbone_weights(resnet, args.weights, strict=not args.non_strict, ignore_classifier=True)
-        weights_sha = report.sha256 or f"torchvision ImageNet ResNet-{cfg.depth} (V1)"
-    extractor = FrozenFeatureExtractor(resnet, last_stage=args.stage)
-    provenance = {
-        "backbone": to_dict(cfg),
-        "attention": describe(cfg),
-        "weights": str(args.weights),
-        "weights_sha256": weights_sha,
-        "weights_seed": seed,
-        "input_size": list(args.input_size),
-        "normalization": {"mean": list(args.mean), "std": list(args.std)},
-        "layer": f"stage{args.stage}",
-        "stride": extractor.stride,
-        "dtype": "float16",
-    }
-    return extractor, provenance
-
-
-def _map_shape(extractor: FrozenFeatureExtractor, input_size: Sequence[int]) -> tuple[int, int, int]:
-    with torch.no_grad():
-        out = extractor(torch.zeros(1, 3, *input_size))
-    return tuple(out.shape[1:])  # type: ignore[return-value]
+    return extractor_of(cfg, args.weights, args.seed, args.stage, not args.non_strict, args.input_size,
+                        args.mean, args.std)
 
 
 def merge_parts(out: Path, parts: list[Path], filenames, sizes, shape, provenance) -> None:
@@ -127,7 +96,7 @@ def extract(args: argparse.Namespace) -> Path:
     extractor, provenance = build_extractor(args)
     provenance.update(annotation=annotation_fingerprint(args.anno, anno), code_version=code_version())
     extractor.to(info.device)
-    shape = _map_shape(extractor, args.input_size)
+    shape = map_shape(extractor, args.input_size)
     target = out if not info.distributed else rank_part(out, info.rank, info.world_size)
     if info.distributed and out.exists():  # an earlier run already merged some images
         done_before = set(FeatureFile(out, require_complete=False).done.nonzero()[0].tolist())
@@ -147,12 +116,10 @@ def extract(args: argparse.Namespace) -> Path:
         persistent_workers=False,
     )
     start, count = time.perf_counter(), 0
-    autocast = torch.autocast("cuda", dtype=torch.float16, enabled=info.device.type == "cuda")
     bar = tqdm(total=len(todo), desc=f"extract[{info.rank}]", unit="img", disable=not info.is_main)
-    with torch.inference_mode(), autocast, bar:
-        for indices, images in loader:
-            maps = extractor(images.to(info.device, non_blocking=True)).half().cpu().numpy()
-            for i, fmap in zip(indices.tolist(), maps):
+    with bar:
+        for indices, maps in extract_maps(extractor, loader, info.device):
+            for i, fmap in zip(indices, maps):
                 writer.write(i, fmap)
             writer.flush()
             count += len(indices)

@@ -159,6 +159,34 @@ def picture_steps(demo: Demo) -> None:
              [figs / "pr"])
 
 
+def diagnosis_step(demo: Demo) -> None:
+    """`hoi diagnose` of the SAC run's test results, with the ResNet-50 run's beside them."""
+    out = demo.out
+    results, target = out / "results", out / "figures" / "diagnosis"
+    demo.run("diagnose", hoi("diagnose", "--anno", out / "data" / "instances_test2015.json",
+                             "--detections", results / "sac_resnet50.npz", "--compare", results / "resnet50.npz",
+                             "--classes", "annotated", "--labels", "SAC", "ResNet-50", "--out", target),
+             [target / "diagnosis.json"])
+
+
+def diagnosis_report(out: Path) -> list[str]:
+    """The report's section on the diagnosis: its table and pictures (nothing if it was not run)."""
+    target = out / "figures" / "diagnosis"
+    if not (target / "diagnosis.md").exists():
+        return []
+    lines = ["## Where the mAP goes: `hoi diagnose`", "",
+             "Every false positive of the SAC and the ResNet-50 run gets one error type (the first that applies:",
+             "duplicate, wrong verb, wrong object, mis-grouped human and object, human / object / both boxes",
+             "mislocalised, another class mislocalised, background); `+Full` etc. are the mAP points gained",
+             "if that type's false positives were removed and the rest scored again (Default setting, the",
+             "classes of the test set).", "",
+             (target / "diagnosis.md").read_text().strip(), ""]
+    for name in ("compare.png", "breakdown.png", "score_ranking.png"):
+        if (target / name).exists():
+            lines.append(f"![{Path(name).stem}]({(target / name).relative_to(out)})")
+    return lines + [""]
+
+
 def _row(title: str, path: Path) -> str:
     res = json.loads(path.read_text())
     cells = [f"{100 * res[s][k]:.2f}" for s in ("default", "known_object") for k in ("full", "rare", "non_rare")]
@@ -212,6 +240,7 @@ def write_report(demo: Demo, detector_weights: str | None, wall: float) -> Path:
         files = sorted(figs.glob(pattern))[:4]
         if files:
             lines += [f"### {title}", ""] + [f"![{f.stem}]({f.relative_to(out)})" for f in files] + [""]
+    lines += diagnosis_report(out)
     lines += ["## Commands", "", "Each step, as run (a step with no time was done by an earlier run):", "", "```"]
     for step in demo.steps:
         lines.append(f"# {step.name}" + ("" if step.skipped else f" ({step.seconds:.0f} s)"))
@@ -220,6 +249,28 @@ def write_report(demo: Demo, detector_weights: str | None, wall: float) -> Path:
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
     return report
+
+
+def write_summary(out: Path, detector_weights: str | None, wall: float) -> Path:
+    """``summary.json``: the figures the README's demo table is made of (scripts/readme_demo_table.py)."""
+    rows = []
+    tags = [(arch, TITLES[arch]) for arch in BACKBONES]
+    tags += [(f"{arch}_untrained", f"{TITLES[arch]}, untrained heads") for arch in BACKBONES]
+    for tag, title in tags:  # the report's order
+        res = json.loads((out / "results" / f"{tag}_eval.json").read_text())["default"]
+        rows.append({"model": title, **{k: round(100 * res[k], 2) for k in ("full", "rare", "non_rare")}})
+    counts = json.loads((out / "results" / "sac_resnet50_eval.json").read_text())["default"].get("num_classes", {})
+    pretrain = {}
+    for arch in BACKBONES:
+        metrics = [json.loads(l) for l in (out / "pretrain" / arch / "metrics.jsonl").read_text().splitlines() if l.strip()]
+        top1 = [m["val/top1"] for m in metrics if "val/top1" in m]
+        if top1:
+            pretrain[arch] = {"epochs": len(top1), "top1": round(top1[-1], 1)}
+    summary = {"rows": rows, "num_classes": counts, "pretrain": pretrain, "wall_min": round(wall / 60, 1),
+               "detections": "detectron2" if detector_weights else "jittered_gt"}
+    path = out / "summary.json"
+    path.write_text(json.dumps(summary, indent=1) + "\n")
+    return path
 
 
 def main() -> int:
@@ -245,10 +296,13 @@ def main() -> int:
     for d in branches:
         demo.steps.extend(d.steps)
     picture_steps(demo)
+    diagnosis_step(demo)
     wall = time.perf_counter() - start
     report = write_report(demo, args.detector_weights, wall)
+    summary = write_summary(out, args.detector_weights, wall)
     print(report.read_text().split("## Pictures")[0], flush=True)
-    print(f"[demo] done in {wall / 60:.1f} min; report: {report}", flush=True)
+    print(f"[demo] done in {wall / 60:.1f} min; report: {report}; README table: "
+          f"python scripts/readme_demo_table.py {summary}", flush=True)
     return 0
 
 

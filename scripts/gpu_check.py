@@ -39,7 +39,6 @@ import sys
 import tempfile
 import time
 import traceback
-from argparse import Namespace
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -152,13 +151,12 @@ def check_ops(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
 def check_detect(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
     import torch
 
-    from data_prep.detect import DEFAULT_CONFIG, _Detectron2Input, build_detector
+    from hoi.detection import Detectron2Input, DetectorSettings, build_detector, detect_batch
 
-    args = Namespace(config=DEFAULT_CONFIG, score_thresh=0.05, nms_thresh=0.5, max_per_image=100,
-                     min_size=sizes.det_min_size, max_size=sizes.det_max_size)
+    settings = DetectorSettings(weights="none", min_size=sizes.det_min_size, max_size=sizes.det_max_size)
     torch.manual_seed(0)
-    model, cfg = build_detector(args, device, None)
-    to_input = _Detectron2Input(cfg)
+    model, cfg = build_detector(settings, device, None)
+    to_input = Detectron2Input(cfg)
     from PIL import Image
 
     rng = np.random.default_rng(0)
@@ -166,11 +164,11 @@ def check_detect(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
     inputs = [to_input(im) for im in images]
     batch = 2
     with torch.inference_mode():
-        model(inputs[:batch])  # warm-up
+        detect_batch(model, inputs[:batch])  # warm-up
         _sync(device)
         t0, n = time.perf_counter(), 0
         while n < sizes.det_images:
-            model(inputs[:batch])
+            detect_batch(model, inputs[:batch])
             n += batch
         _sync(device)
     rate = n / (time.perf_counter() - t0)

@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import torch
@@ -30,7 +29,6 @@ from hoi.data import hico_metadata, save_annotations
 from hoi.data.anno_mat import write_anno_bbox_mat
 from hoi.data.cache import FeatureFile, FeatureWriter
 from hoi.evaluation import HOIDetections
-from hoi.provenance import annotation_fingerprint
 
 from .photos import make_photo_split, read_json
 from .test_vsgnet_synth import make_split, run_overrides

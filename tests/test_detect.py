@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from data_prep.detect import detectron2_cfg, gt_detections, main as detect_main, parse_args
+from data_prep.detect import gt_detections, main as detect_main
+from hoi.detection import DetectorSettings, detectron2_cfg
 from hoi.data.cache import DetectionFile
 from hoi.data.metadata import PERSON_OBJECT, hico_metadata
 from hoi.detectron2_compat import import_detectron2
@@ -32,13 +33,17 @@ def split(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def anchor_weights(tmp_path_factory) -> Path:
+    return make_anchor_weights(tmp_path_factory.mktemp("w") / "anchors_person.pth")
+
+
+def make_anchor_weights(path: Path) -> Path:
     """Random Faster R-CNN weights whose proposals are the anchors themselves (zero RPN deltas)
     and whose box head calls every proposal a person: real boxes without trained weights."""
     import_detectron2()  # the compatibility fixes come before any detectron2 submodule
     from detectron2.modeling import build_model
 
     torch.manual_seed(0)
-    cfg = detectron2_cfg(parse_args(["--anno", "x", "--out", "y", "--config", CONFIG]), torch.device("cpu"))
+    cfg = detectron2_cfg(DetectorSettings(config=CONFIG), torch.device("cpu"))
     model = build_model(cfg)
     with torch.no_grad():
         model.proposal_generator.rpn_head.anchor_deltas.weight.zero_()
@@ -49,7 +54,6 @@ def anchor_weights(tmp_path_factory) -> Path:
         predictor.cls_score.weight.zero_()
         predictor.cls_score.bias.zero_()
         predictor.cls_score.bias[0] = 6.0  # COCO class 0 = person
-    path = tmp_path_factory.mktemp("w") / "anchors_person.pth"
     torch.save(model.state_dict(), path)
     return path
 

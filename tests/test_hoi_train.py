@@ -117,7 +117,7 @@ def test_checkpoint_of_another_model_is_refused(data_root: Path, tmp_path: Path)
     from hoi.engine.checkpoint import CheckpointError
     import argparse
 
-    from hoi.training.predict import run_test, test_config
+    from hoi.training.testing import run_test, test_config
 
     args = argparse.Namespace(checkpoint=str(tmp_path / "other.pth"), split="train2015", out=str(tmp_path / "x.npz"),
                               anno=None, detections=None, features=None, batch_size=None, workers=None,

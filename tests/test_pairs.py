@@ -60,21 +60,23 @@ def test_labels_from_gt_pairs() -> None:
     anno = {"boxes_h": [[11, 10, 50, 90], [11, 10, 50, 90], [60, 10, 100, 90]],
             "boxes_o": [[20, 61, 40, 80], [20, 61, 40, 80], [10, 10, 50, 90]],
             "object": [3, 3, 49], "verb": [4, 9, 7], "hoi": [0, 0, 0]}
-    pairs = image_pairs(det, PairConfig(), anno)
+    old = PairConfig(label_rule="any_gt_pair", exclude_self_pairs=True)
+    pairs = image_pairs(det, old, anno)
     # objects: [2, 0, 1]; pairs (h, o) excluding self
     got = {(int(h), int(o)): set(np.flatnonzero(pairs.labels[k].numpy()).tolist())
            for k, (h, o) in enumerate(zip(pairs.pair_h, pairs.pair_o))}
     assert got == {(0, 0): {4, 9}, (0, 2): set(), (1, 0): set(), (1, 1): {7}}
     # with the class required, a GT pair whose object class differs gives no label
     anno["object"] = [5, 5, 49]
-    strict = image_pairs(det, PairConfig(label_match_object=True), anno)
+    strict = image_pairs(det, PairConfig(label_rule="any_gt_pair", exclude_self_pairs=True, label_match_object=True), anno)
     assert strict.labels[0].sum() == 0 and strict.labels[3, 7] == 1
 
 
 def test_gt_boxes_join_the_proposals_when_asked() -> None:
     det = _dets([[10, 10, 50, 90, 0.9, 49]])
     anno = {"boxes_h": [[60, 10, 100, 90]], "boxes_o": [[20, 60, 40, 80]], "object": [3], "verb": [4], "hoi": [0]}
-    assert image_pairs(det, PairConfig(), anno).num_pairs == 0
+    alone = image_pairs(det, PairConfig(), anno)
+    assert alone.num_pairs == 1 and alone.labels.sum() == 0  # the human with itself, no GT match
     pairs = image_pairs(det, PairConfig(), anno, add_gt=True)
     assert len(pairs.boxes_h) == 2 and pairs.labels.sum() == 1
 

@@ -137,6 +137,12 @@ def test_export_backbone_loads_into_feature_extractor(sac_run, tmp_path, capsys)
     assert payload["config"]["attention"]["type"] == "sac" and payload["config"]["num_classes"] == 3
     assert payload["classes"] == sorted(COLOURS) and payload["epoch"] == 2
     assert set(read_state_dict(out)) == set(payload["backbone"])
+    recipe = payload["recipe"]  # the pretraining recipe travels with the weights
+    assert recipe["epochs"] == 2 and recipe["config"]["optim"]["lr"] == 0.01
+    assert recipe["top1"] == payload["metrics"]["val/top1"] and "2 of 2 epochs" in recipe["summary"]
+    from hoi.pretrain.recipe import recipe_of_file
+
+    assert recipe_of_file(out)["id"] == recipe["id"]
 
     from hoi.config import build_config
 

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.distributed import cleanup, init_distributed
-    from ..training.predict import run_test, test_config
+    from ..training.testing import run_test, test_config
 
     cfg = test_config(args)
     dist = init_distributed(cfg.device, cfg.dist_timeout_s)

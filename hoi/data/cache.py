@@ -87,7 +87,7 @@ def write_detections(
     detections: Sequence[ImageDetections],
     provenance: dict[str, Any],
 ) -> None:
-    """Write a final (ragged) detections file atomically (temp file + rename)."""
+    """Write a final (ragged) detections file atomically (``<path>.tmp``, then rename)."""
     path = Path(path)
     if len(filenames) != len(detections):
         raise ValueError(f"{len(filenames)} filenames but {len(detections)} detection sets")
@@ -95,20 +95,15 @@ def write_detections(
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     empty = ImageDetections(np.zeros((0, 4)), np.zeros(0), np.zeros(0))
     cat = lambda key: np.concatenate([getattr(d, key) for d in [*detections, empty]])  # noqa: E731
-    tmp = temp_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with disk_full_as_error(path, "writing the detections"), h5py.File(tmp, "w") as f:
-            f.create_dataset("filenames", data=list(filenames), dtype=STR_DTYPE)
-            f.create_dataset("offsets", data=offsets)
-            f.create_dataset("boxes", data=cat("boxes").astype(np.float32))
-            f.create_dataset("scores", data=cat("scores").astype(np.float32))
-            f.create_dataset("labels", data=cat("labels").astype(np.int64))
-            f.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
+    def fill(f: h5py.File) -> None:
+        f.create_dataset("filenames", data=list(filenames), dtype=STR_DTYPE)
+        f.create_dataset("offsets", data=offsets)
+        f.create_dataset("boxes", data=cat("boxes").astype(np.float32))
+        f.create_dataset("scores", data=cat("scores").astype(np.float32))
+        f.create_dataset("labels", data=cat("labels").astype(np.int64))
+        f.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
+
+    _create_then_rename(path, fill)
 
 
 def temp_path(path: Path) -> Path:
@@ -123,7 +118,7 @@ def _create_then_rename(path: Path, fill: Any) -> None:
     remove_stale([tmp])
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with disk_full_as_error(path, "making the file"), h5py.File(tmp, "w") as f:
+        with disk_full_as_error(path, "writing the file"), h5py.File(tmp, "w") as f:
             fill(f)
         os.replace(tmp, path)
     except BaseException:

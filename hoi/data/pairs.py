@@ -4,9 +4,14 @@ object) pair among them, and the multi-hot verb labels of each pair from the gro
 The selection follows the official VSGNet code: humans (person detections) with score
 >= ``human_threshold``, objects (other classes) with score >= ``object_threshold``; humans
 are also objects (after the non-person objects), and each list keeps at most ``max_humans`` /
-``max_objects`` entries, highest scores first. A pair never joins a detection with itself.
-A pair is labelled with verb v when some GT pair of verb v overlaps its human box and its
-object box with IoU >= ``label_iou`` each (and, optionally, has the same object class).
+``max_objects`` entries, highest scores first. As in the official code (its humans are
+appended to the object list and every human is paired with every object), a human is also
+paired with its own box as an object; ``exclude_self_pairs`` leaves those pairs out.
+
+Labels (``label_rule``): ``official`` is the official code's rule (GT boxes merged, each
+detected human matched to one GT person; :mod:`hoi.data.official_labels`); ``any_gt_pair``
+labels a pair with verb v when some GT pair of verb v overlaps its human box and its object
+box with IoU >= ``label_iou`` each (+1 pixel IoU). Either may also require the object class.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ import torch
 from .boxes import PIXEL_OFFSET
 from .cache import ImageDetections
 from .metadata import NUM_VERBS, PERSON_OBJECT
+from .official_labels import official_pair_labels
+
+LABEL_RULES = ("official", "any_gt_pair")
 
 
 @dataclass
@@ -29,8 +37,10 @@ class PairConfig:
     max_humans: int = 15
     max_objects: int = 15  # counting the humans that act as objects
     humans_as_objects: bool = True  # a person can be the object of another person
-    exclude_self_pairs: bool = True  # never pair a human detection with itself
+    exclude_self_pairs: bool = False  # official: a human is also paired with itself as an object
+    label_rule: str = "official"  # official | any_gt_pair (see the module docstring)
     label_iou: float = 0.5  # IoU with a GT pair's human AND object box for its verb
+    label_merge_iou: float = 0.5  # official rule: GT boxes overlapping an earlier one this much are merged
     label_match_object: bool = False  # also require the GT pair's object class (official: no)
     add_gt_boxes: bool = False  # training only: GT boxes join the proposals
     gt_score: float = 1.0  # detection score given to an added GT box
@@ -168,8 +178,16 @@ def image_pairs(det: ImageDetections, cfg: PairConfig, anno: Mapping[str, Any] |
     if anno is not None:
         boxes = lambda key: torch.from_numpy(np.asarray(anno[key], np.float32).reshape(-1, 4))  # noqa: E731
         ints = lambda key: torch.from_numpy(np.asarray(anno[key], np.int64).reshape(-1))  # noqa: E731
-        pairs.labels = pair_labels(
-            pairs.boxes_h[ph], pairs.boxes_o[po], pairs.labels_o[po],
-            boxes("boxes_h"), boxes("boxes_o"), ints("object"), ints("verb"), cfg,
-        )
+        if cfg.label_rule == "official":
+            pairs.labels = official_pair_labels(
+                pairs.boxes_h, pairs.boxes_o, pairs.labels_o, ph, po, boxes("boxes_h"), boxes("boxes_o"),
+                ints("object"), ints("verb"), cfg.num_verbs, cfg.label_iou, cfg.label_merge_iou,
+                cfg.label_match_object)
+        elif cfg.label_rule == "any_gt_pair":
+            pairs.labels = pair_labels(
+                pairs.boxes_h[ph], pairs.boxes_o[po], pairs.labels_o[po],
+                boxes("boxes_h"), boxes("boxes_o"), ints("object"), ints("verb"), cfg,
+            )
+        else:
+            raise ValueError(f"pairs.label_rule must be one of {LABEL_RULES}, got {cfg.label_rule!r}")
     return pairs

@@ -142,6 +142,36 @@ def _split(data: Mapping[str, Any], key: str) -> np.ndarray:
     return np.asarray(sorted(int(c) for c in data[key]), dtype=np.int64)
 
 
+def per_class_ap(tp: np.ndarray, hoi_sorted: np.ndarray, npos: np.ndarray,
+                 thresholds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """11-point AP and final recall (C,) of every class from outcomes in evaluation order.
+
+    ``tp`` (K,) bool and ``hoi_sorted`` (K,) the detections' classes, both in the order of
+    :class:`Matching` (class, then descending score; any subset of it keeps that order);
+    ``npos`` (C,) GT pairs per class.
+    """
+    thresholds = recall_thresholds() if thresholds is None else thresholds
+    num_classes = len(npos)
+    bounds = np.searchsorted(hoi_sorted, np.arange(num_classes + 1))
+    ap = np.zeros(num_classes)
+    rec = np.zeros(num_classes)
+    for c in range(num_classes):
+        ap[c], rec[c] = average_precision_11pt(tp[bounds[c]:bounds[c + 1]], int(npos[c]), thresholds)
+    return ap, rec
+
+
+def setting_result(data: Mapping[str, Any], ap: np.ndarray, rec: np.ndarray, npos: np.ndarray,
+                   classes: str = "all") -> SettingResult:
+    """Per-class ``ap`` / ``rec`` (C,) with the annotation's rare / non-rare splits; ``classes``
+    "annotated" restricts the means to the classes with GT pairs (``npos`` (C,) > 0)."""
+    rare, non_rare = _split(data, "rare"), _split(data, "non_rare")
+    if classes == "annotated":
+        present = np.flatnonzero(npos > 0)
+        return SettingResult(ap, rec, np.intersect1d(rare, present), np.intersect1d(non_rare, present),
+                             classes=present)
+    return SettingResult(ap, rec, rare, non_rare)
+
+
 def evaluate(
     anno: Mapping[str, Any] | str | Path,
     detections: HOIDetections,
@@ -210,19 +240,8 @@ def evaluate(
     for s in settings:
         keep = np.ones(len(hoi_sorted), dtype=bool) if s == "default" else \
             ko_images[hoi_object[hoi_sorted], img_sorted]
-        tp = match.tp[keep]
-        bounds = np.searchsorted(hoi_sorted[keep], np.arange(num_classes + 1))
-        ap = np.zeros(num_classes)
-        rec = np.zeros(num_classes)
-        for c in range(num_classes):
-            ap[c], rec[c] = average_precision_11pt(tp[bounds[c]:bounds[c + 1]], int(npos[c]), thresholds)
-        rare, non_rare = _split(data, "rare"), _split(data, "non_rare")
-        if classes == "annotated":
-            present = np.flatnonzero(npos > 0)
-            results[s] = SettingResult(ap, rec, np.intersect1d(rare, present), np.intersect1d(non_rare, present),
-                                       classes=present)
-        else:
-            results[s] = SettingResult(ap, rec, rare, non_rare)
+        ap, rec = per_class_ap(match.tp[keep], hoi_sorted[keep], npos, thresholds)
+        results[s] = setting_result(data, ap, rec, npos, classes)
     info = {"num_detections": len(det), "num_gt_pairs": int(len(gt.hoi)), "iou_threshold": iou_threshold,
             "classes": classes}
     return EvalResult(results, info)

@@ -2,7 +2,7 @@
 Detecting Human Object Interactions Using Graph Convolutions", CVPR 2020), as the official
 code builds them (DESIGN.md section 4), on a cached backbone feature map.
 
-Per box, RoIAlign on the map and a residual block of 1x1 convolutions give f_h / f_o; the
+Per box, the official crop + max pool (or RoIAlign, ``roi_pool``) on the map and a residual block of 1x1 convolutions give f_h / f_o; the
 same block over the whole map gives the context f_C. A pair is [f_h, f_o, s_ho, f_C]. Three
 heads score it: the visual branch and the interaction proposal (both gated by the spatial
 attention a_ho of the pair's two-box map), and the graph branch on features refined over the
@@ -19,11 +19,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import roi_align
-
-from ..data.boxes import PIXEL_OFFSET
 from ..data.metadata import NUM_OBJECTS, NUM_VERBS, hico_metadata
 from ..data.spatial import interaction_maps, pair_geometry
+from .roi import align_roi_pool, official_roi_pool
 
 GEOMETRY_DIM = 4
 
@@ -32,8 +30,9 @@ GEOMETRY_DIM = 4
 class VSGNetConfig:
     in_channels: int = 1024  # channels of the cached map (layer3 of a ResNet)
     block_channels: int = 512  # inner width of the residual 1x1 blocks
-    roi_size: int = 10  # RoIAlign output, roi_size x roi_size
-    roi_sampling_ratio: int = 2  # RoIAlign samples per bin side (0: adaptive)
+    roi_pool: str = "official"  # official (integer crop + adaptive max pool) | align (RoIAlign); hoi.models.roi
+    roi_size: int = 10  # pooled box features are roi_size x roi_size
+    roi_sampling_ratio: int = 2  # RoIAlign only: samples per bin side (0: adaptive)
     head_hidden: int = 1024  # first Linear of each head
     head_channels: int = 512  # second Linear of each head = attention width
     spatial_size: int = 64  # the two-box map is spatial_size x spatial_size
@@ -203,16 +202,12 @@ class VSGNet(nn.Module):
         """Boxes (K, 4) in original pixels of images ``image`` (K,) -> (K, C) pooled features."""
         if boxes.shape[0] == 0:
             return fmap.new_zeros((0, fmap.shape[1]))
-        _, _, h, w = fmap.shape
-        size = image_size[image].to(boxes.dtype)  # (K, 2) [w, h]
-        sx, sy = w / size[:, 0], h / size[:, 1]
-        # 1-based inclusive pixels [x1, x2] cover the continuous span [x1 - 1, x2]
-        rois = torch.stack([
-            image.to(boxes.dtype),
-            (boxes[:, 0] - PIXEL_OFFSET) * sx, (boxes[:, 1] - PIXEL_OFFSET) * sy,
-            boxes[:, 2] * sx, boxes[:, 3] * sy,
-        ], dim=1)
-        pooled = roi_align(fmap, rois.to(fmap.dtype), self.cfg.roi_size, 1.0, self.cfg.roi_sampling_ratio, aligned=True)
+        if self.cfg.roi_pool == "official":
+            pooled = official_roi_pool(fmap, boxes, image, image_size, self.cfg.roi_size)
+        elif self.cfg.roi_pool == "align":
+            pooled = align_roi_pool(fmap, boxes, image, image_size, self.cfg.roi_size, self.cfg.roi_sampling_ratio)
+        else:
+            raise ValueError(f"model.roi_pool must be 'official' or 'align', got {self.cfg.roi_pool!r}")
         return block(pooled.to(fmap.dtype)).mean(dim=(2, 3))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> VSGNetOutput:

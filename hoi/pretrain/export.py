@@ -9,11 +9,13 @@ from ..config import build_config, to_dict
 from ..engine.checkpoint import CheckpointError, atomic_save, load_checkpoint
 from ..models.backbones import AttentionResNet, BackboneConfig
 from ..models.weights import sha256_of
+from .recipe import recipe_from_checkpoint
 
 
 def export_backbone(checkpoint: str | Path, out: str | Path) -> tuple[Path, str]:
     """Write ``{"backbone": state_dict, "config": backbone config, "sha256_of_source": ...}``
-    (plus the epoch, validation metrics and class names) to ``out``, and its sha256 to
+    (plus the epoch, validation metrics, class names and the pretraining recipe,
+    :func:`hoi.pretrain.recipe.recipe_from_checkpoint`) to ``out``, and its sha256 to
     ``out + ".sha256"`` (``sha256sum -c`` format). Returns (out, sha256 of out).
 
     The weights are checked to fit the recorded config before anything is written.
@@ -40,6 +42,7 @@ def export_backbone(checkpoint: str | Path, out: str | Path) -> tuple[Path, str]
         "epoch": int(ckpt.get("epoch", -1)) + 1,  # epochs done
         "metrics": dict(ckpt.get("metrics", {})),
         "classes": list(ckpt.get("classes", [])),
+        "recipe": recipe_from_checkpoint(ckpt),
     }
     atomic_save(payload, out)
     digest = sha256_of(out)

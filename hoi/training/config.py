@@ -4,7 +4,10 @@ optimisation, inference and run control.
 Defaults are the SAC paper's recipe (Sec. IV-C): SGD, momentum 0.9, weight decay 1e-4, batch
 16, 50 epochs, lr 0.001 raised tenfold for every layer but the spatial-attention branch in
 epochs 10-28. The official VSGNet code's schedule is the same keys with other values (see
-configs/hico/base.yaml): lr 0.01, spatial 0.001, factor 0.1.
+configs/hico/base.yaml): its README trains HICO-DET with lr 0.001 (``-l 0.001``; 0.01 is only
+the argparse default), batch 8, 80 epochs, lr x0.1 in epochs 10-27, spatial branch at 0.001.
+Pair building and RoI pooling default to the official code's behaviour (``pairs.label_rule``,
+``pairs.exclude_self_pairs``, ``model.roi_pool``).
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from pathlib import Path
 from typing import Sequence
 
 from ..config import ConfigError, build_config
-from ..data.pairs import PairConfig
+from ..data.pairs import LABEL_RULES, PairConfig
 from ..models.backbones import ARCHS
+from ..models.roi import ROI_POOLS
 from ..models.vsgnet import VSGNetConfig
 
 LOSS_NORMALIZERS = ("images", "pairs")
@@ -93,6 +97,10 @@ def validate(cfg: HOITrainConfig) -> None:
         raise ConfigError(f"arch: unknown backbone {cfg.arch!r}; valid names: {', '.join(sorted(ARCHS))}")
     if cfg.optim.loss_normalizer not in LOSS_NORMALIZERS:
         raise ConfigError(f"optim.loss_normalizer must be one of {LOSS_NORMALIZERS}, got {cfg.optim.loss_normalizer!r}")
+    if cfg.pairs.label_rule not in LABEL_RULES:
+        raise ConfigError(f"pairs.label_rule must be one of {LABEL_RULES}, got {cfg.pairs.label_rule!r}")
+    if cfg.model.roi_pool not in ROI_POOLS:
+        raise ConfigError(f"model.roi_pool must be one of {ROI_POOLS}, got {cfg.model.roi_pool!r}")
     if cfg.select_metric not in SELECT_METRICS:
         raise ConfigError(f"select_metric must be one of {SELECT_METRICS}, got {cfg.select_metric!r}")
     if len(cfg.optim.lr_factor_epochs) != 2:

@@ -188,17 +188,26 @@ def save_detection_images(
     written = []
     for i in chosen:
         name = filenames[i]
-        image = load_rgb(image_dir / name)
-        rows = top_detections(det, i, top, min_score)
-        labels = [hoi_label(int(det.hoi[r]), meta, float(det.score[r])) for r in rows]
-        pairs = group_pairs(det.boxes_h[rows], det.boxes_o[rows], labels)
-        gt_pairs: list[PairDrawing] = []
-        if data is not None:
-            a = data["annotation"][i]
-            gt_pairs = group_pairs(np.asarray(a["boxes_h"], float).reshape(-1, 4),
-                                   np.asarray(a["boxes_o"], float).reshape(-1, 4),
-                                   [hoi_label(int(c), meta) + " (GT)" for c in a["hoi"]])
-        s = scale if scale is not None else max(1.0, AUTO_LONG_SIDE / max(image.size))
-        fig = render_hoi_image(image, pairs, gt_pairs, scale=s, title=name)
-        written.append(save_figure(fig, Path(out_dir) / f"{safe_stem(Path(name).stem)}_hoi.png"))
+        gt = data["annotation"][i] if data is not None else None
+        written.append(save_detection_image(image_dir / name, det, top_detections(det, i, top, min_score),
+                                            Path(out_dir), gt, scale, meta))
     return written
+
+
+def save_detection_image(path: Path, det: HOIDetections, rows: np.ndarray, out_dir: Path,
+                         gt: Mapping[str, Any] | None = None, scale: float | None = None,
+                         meta: HicoMetadata | None = None) -> Path:
+    """Draw rows ``rows`` of ``det`` (and the GT pairs of annotation record ``gt``, dashed) on the
+    image ``path``; writes and returns ``out_dir/<image stem>_hoi.png``."""
+    meta = meta or hico_metadata()
+    image = load_rgb(path)
+    labels = [hoi_label(int(det.hoi[r]), meta, float(det.score[r])) for r in rows]
+    pairs = group_pairs(det.boxes_h[rows], det.boxes_o[rows], labels)
+    gt_pairs: list[PairDrawing] = []
+    if gt is not None:
+        gt_pairs = group_pairs(np.asarray(gt["boxes_h"], float).reshape(-1, 4),
+                               np.asarray(gt["boxes_o"], float).reshape(-1, 4),
+                               [hoi_label(int(c), meta) + " (GT)" for c in gt["hoi"]])
+    s = scale if scale is not None else max(1.0, AUTO_LONG_SIDE / max(image.size))
+    fig = render_hoi_image(image, pairs, gt_pairs, scale=s, title=path.name)
+    return save_figure(fig, out_dir / f"{safe_stem(path.stem)}_hoi.png")

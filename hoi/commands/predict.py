@@ -1,0 +1,53 @@
+"""``hoi predict``: a trained run on new images (no annotation): detections, the run's
+backbone rebuilt from its recorded provenance, the heads, and drawings of the top HOIs."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "HOI detections of a trained run on new images (predictions.json + one drawing per image)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..detection import DEFAULT_CONFIG
+
+    parser.add_argument("--checkpoint", required=True, help="best.pth or checkpoint.pth of a hoi train run")
+    parser.add_argument("--images", required=True, nargs="+", metavar="DIR_OR_FILE",
+                        help="image files, or folders whose images are all taken")
+    parser.add_argument("--out", required=True, help="folder for predictions.json and the drawings")
+    parser.add_argument("--device", default=None, help="auto, cuda or cpu (default: the run's)")
+    parser.add_argument("--top-k", type=int, default=5, help="HOIs kept per image, best first")
+    parser.add_argument("--score-thresh", type=float, default=0.1, help="lowest HOI score kept")
+    parser.add_argument("--detections", default=None,
+                        help="a detections file (data_prep.detect format) holding these images, instead of Detectron2")
+    parser.add_argument("--detector-config", default=DEFAULT_CONFIG, help="model-zoo config name or a local YAML")
+    parser.add_argument("--detector-weights", default=None,
+                        help="detector weights file; default: the model zoo's (needs network); 'none': random")
+    parser.add_argument("--detector-score-thresh", type=float, default=0.05)
+    parser.add_argument("--detector-max-per-image", type=int, default=100)
+    parser.add_argument("--detector-min-size", type=int, default=None, help="test-time short side (default 800)")
+    parser.add_argument("--detector-max-size", type=int, default=None, help="test-time long-side cap (default 1333)")
+    parser.add_argument("--backbone-weights", default=None, metavar="FILE",
+                        help="the backbone file, where the one recorded by the run is not at its recorded path "
+                             "(checked by its sha256)")
+    parser.add_argument("--batch-size", type=int, default=4, help="images per batch")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="run config overrides, e.g. test.min_score=0.01")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..engine.distributed import cleanup, init_distributed
+    from ..training.predict_images import predict_images
+    from ..training.testing import test_config
+
+    if args.top_k < 1:
+        raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
+    args.allow_mismatch = False
+    cfg = test_config(args)
+    dist = init_distributed(cfg.device, cfg.dist_timeout_s)
+    try:
+        predict_images(cfg, args, dist)
+    finally:
+        cleanup()
+    return 0

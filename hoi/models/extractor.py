@@ -1,0 +1,119 @@
+"""The frozen feature extractor of the HOI pipeline, built from a backbone config and weights,
+and rebuilt from what a features file recorded (so that ``hoi predict`` computes on new images
+exactly the maps a model was trained on).
+
+The provenance of the maps (DESIGN.md 2.3, :mod:`hoi.provenance`): ``backbone`` (config),
+``attention``, ``weights`` (as given), ``weights_sha256`` (or ``random`` with ``weights_seed``),
+``input_size``, ``normalization``, ``layer``, ``stride``, ``dtype``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..config import build_config, to_dict
+from ..errors import UserError
+from ..provenance import RANDOM_WEIGHTS
+from .backbones import AttentionResNet, BackboneConfig, FrozenFeatureExtractor, validate_backbone_config
+from .complexity import describe
+from .weights import load_backbone_weights, sha256_of
+
+STORED_DTYPE = "float16"
+TORCHVISION_PREFIX = "torchvision ImageNet ResNet-"
+
+
+def build_extractor(
+    cfg: BackboneConfig,
+    weights: str,
+    seed: int = 0,
+    stage: int = 4,
+    strict: bool = True,
+    input_size: Sequence[int] = (400, 400),
+    mean: Sequence[float] = (0.485, 0.456, 0.406),
+    std: Sequence[float] = (0.229, 0.224, 0.225),
+) -> tuple[FrozenFeatureExtractor, dict[str, Any]]:
+    """The frozen backbone up to ``stage`` and the provenance of the maps it makes.
+
+    ``weights``: a file, ``"torchvision"`` or ``"none"`` (random, seeded with ``seed`` so that
+    the same seed rebuilds the same backbone).
+    """
+    recorded_seed = None
+    if weights == "none":
+        recorded_seed = int(seed)
+        torch.manual_seed(recorded_seed)
+    resnet = AttentionResNet(cfg)
+    if weights == "none":
+        weights_sha = RANDOM_WEIGHTS
+    else:
+        report = load_backbone_weights(resnet, weights, strict=strict, ignore_classifier=True)
+        weights_sha = report.sha256 or f"{TORCHVISION_PREFIX}{cfg.depth} (V1)"
+    extractor = FrozenFeatureExtractor(resnet, last_stage=stage)
+    provenance = {
+        "backbone": to_dict(cfg),
+        "attention": describe(cfg),
+        "weights": str(weights),
+        "weights_sha256": weights_sha,
+        "weights_seed": recorded_seed,
+        "input_size": [int(v) for v in input_size],
+        "normalization": {"mean": [float(v) for v in mean], "std": [float(v) for v in std]},
+        "layer": f"stage{stage}",
+        "stride": extractor.stride,
+        "dtype": STORED_DTYPE,
+    }
+    return extractor, provenance
+
+
+def rebuild_extractor(recorded: Mapping[str, Any], source: str,
+                      weights_file: str | Path | None = None) -> tuple[FrozenFeatureExtractor, dict[str, Any]]:
+    """The extractor that made features whose provenance is ``recorded`` (e.g. a checkpoint's
+    training features; ``source`` names it in errors).
+
+    Weights: random ones from their recorded seed; torchvision's by name; a file from
+    ``weights_file`` or else the recorded path, refused unless its sha256 is the recorded one.
+    """
+    try:
+        cfg = build_config(BackboneConfig, None, (), base=dict(recorded["backbone"]))
+        validate_backbone_config(cfg)
+        stage = int(str(recorded["layer"]).removeprefix("stage"))
+        input_size, norm = recorded["input_size"], recorded["normalization"]
+        mean, std = norm["mean"], norm["std"]
+    except (KeyError, TypeError, ValueError) as err:
+        raise UserError(f"{source}: its features provenance cannot rebuild the backbone ({err!r}); "
+                        f"expected backbone, layer, input_size, normalization {{mean, std}}") from err
+    sha = str(recorded.get("weights_sha256"))
+    if sha == RANDOM_WEIGHTS:
+        weights, seed = "none", int(recorded.get("weights_seed") or 0)
+    elif sha.startswith(TORCHVISION_PREFIX):
+        weights, seed = "torchvision", 0
+    else:
+        candidate = Path(weights_file) if weights_file else Path(str(recorded.get("weights")))
+        if not candidate.is_file():
+            raise UserError(f"{source}: its backbone weights {recorded.get('weights')} (sha256 {sha[:12]}) are not "
+                            f"available here (expected a file; pass --backbone-weights FILE)")
+        found = sha256_of(candidate)
+        if found != sha:
+            raise UserError(f"{candidate}: sha256 {found[:12]} is not the {sha[:12]} of the weights that made "
+                            f"the training features of {source} (expected the same backbone file)")
+        weights, seed = str(candidate), 0
+    return build_extractor(cfg, weights, seed, stage, True, input_size, mean, std)
+
+
+def map_shape(extractor: FrozenFeatureExtractor, input_size: Sequence[int]) -> tuple[int, int, int]:
+    """(C, H, W) of one image's map at ``input_size`` (H, W)."""
+    with torch.no_grad():
+        out = extractor(torch.zeros(1, 3, *input_size))
+    return tuple(out.shape[1:])  # type: ignore[return-value]
+
+
+def extract_maps(extractor: FrozenFeatureExtractor, loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                 device: torch.device) -> Iterator[tuple[list[int], np.ndarray]]:
+    """(image indices, (B, C, H, W) float16 maps) per batch of ``(indices, images)`` from
+    ``loader``; float16 autocast on GPU, as the maps are stored."""
+    autocast = torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda")
+    with torch.inference_mode(), autocast:
+        for indices, images in loader:
+            yield indices.tolist(), extractor(images.to(device, non_blocking=True)).half().cpu().numpy()

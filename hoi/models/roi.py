@@ -1,0 +1,93 @@
+"""Per-box features from the backbone map: the official VSGNet "RoI pooling" or RoIAlign.
+
+Official (``scripts_hico/pool_pairing.py: get_pool_loc``): the detector's continuous box
+``[left, top, right, bottom]`` is divided by the image size and multiplied by the map size
+(25 for the 400x400 input), each coordinate truncated to an integer, the map cropped to
+``F[:, y1:y2 + 1, x1:x2 + 1]`` and max-pooled by ``AdaptiveMaxPool2d(roi_size)``. Boxes in our
+files are in the annotation convention (``x1 = left + 1``), so ``left = x1 - 1``. The official
+code scales x by the map's first spatial size and y by its second; its map is square, so we use
+the width for x and the height for y. A coordinate that truncates to the map size (a box
+reaching the right or bottom edge) is clamped to the last cell, as the slice does.
+
+RoIAlign (``align``): torchvision's ``roi_align`` with ``aligned=True`` on the box's
+continuous span, bilinear samples, average pooling.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torchvision.ops import roi_align
+
+from ..data.boxes import PIXEL_OFFSET
+
+ROI_POOLS = ("official", "align")
+
+
+def official_cells(boxes: torch.Tensor, image_size: torch.Tensor, map_hw: tuple[int, int]) -> torch.Tensor:
+    """The official integer crop of each box: (K, 4) int64 ``[x1, y1, x2, y2]`` map cells, inclusive.
+
+    Args:
+        boxes: (K, 4) boxes in original pixels, annotation convention.
+        image_size: (K, 2) ``[w, h]`` of each box's image.
+        map_hw: the map's (height, width).
+    """
+    h, w = map_hw
+    b = boxes.double()
+    size = image_size.double()
+    cont = torch.stack([b[:, 0] - PIXEL_OFFSET, b[:, 1] - PIXEL_OFFSET, b[:, 2], b[:, 3]], dim=1)
+    scale = torch.stack([size[:, 0], size[:, 1], size[:, 0], size[:, 1]], dim=1)
+    dims = torch.tensor([w, h, w, h], dtype=torch.float64)
+    cells = torch.trunc(cont / scale * dims).long()  # the official int(): toward zero
+    upper = torch.tensor([w - 1, h - 1, w - 1, h - 1])
+    cells = torch.minimum(cells.clamp(min=0), upper)
+    cells[:, 2] = torch.maximum(cells[:, 2], cells[:, 0])
+    cells[:, 3] = torch.maximum(cells[:, 3], cells[:, 1])
+    return cells
+
+
+def official_roi_pool(fmap: torch.Tensor, boxes: torch.Tensor, image: torch.Tensor, image_size: torch.Tensor,
+                      output_size: int) -> torch.Tensor:
+    """The official crop + adaptive max pool of each box -> (K, C, output_size, output_size).
+
+    Args:
+        fmap: (B, C, H, W) maps. boxes: (K, 4) original pixels, annotation convention.
+        image: (K,) index of each box's map. image_size: (B, 2) ``[w, h]`` of each image.
+
+    Boxes with the same crop shape are pooled together by one ``adaptive_max_pool2d`` call
+    (the op the official code applies box by box), so the Python loop runs over distinct
+    crop shapes, not over boxes.
+    """
+    k = boxes.shape[0]
+    out = fmap.new_empty((k, fmap.shape[1], output_size, output_size))
+    if k == 0:
+        return out
+    cells = official_cells(boxes, image_size[image], (fmap.shape[2], fmap.shape[3])).to(fmap.device)
+    hw = torch.stack([cells[:, 3] - cells[:, 1] + 1, cells[:, 2] - cells[:, 0] + 1], dim=1)
+    shapes, group = torch.unique(hw, dim=0, return_inverse=True)
+    image = image.to(fmap.device)
+    for g, (ch, cw) in enumerate(shapes.tolist()):
+        idx = torch.nonzero(group == g).squeeze(1)
+        ys = cells[idx, 1, None] + torch.arange(ch, device=fmap.device)  # (n, ch)
+        xs = cells[idx, 0, None] + torch.arange(cw, device=fmap.device)  # (n, cw)
+        crops = fmap[image[idx, None, None], :, ys[:, :, None], xs[:, None, :]]  # (n, ch, cw, C)
+        out[idx] = F.adaptive_max_pool2d(crops.permute(0, 3, 1, 2), output_size)
+    return out
+
+
+def align_roi_pool(fmap: torch.Tensor, boxes: torch.Tensor, image: torch.Tensor, image_size: torch.Tensor,
+                   output_size: int, sampling_ratio: int) -> torch.Tensor:
+    """RoIAlign of each box's continuous span on the map -> (K, C, output_size, output_size).
+
+    Args as :func:`official_roi_pool`; ``sampling_ratio`` samples per bin side (0: adaptive).
+    """
+    _, _, h, w = fmap.shape
+    size = image_size[image].to(boxes.dtype)  # (K, 2) [w, h]
+    sx, sy = w / size[:, 0], h / size[:, 1]
+    # 1-based inclusive pixels [x1, x2] cover the continuous span [x1 - 1, x2]
+    rois = torch.stack([
+        image.to(boxes.dtype),
+        (boxes[:, 0] - PIXEL_OFFSET) * sx, (boxes[:, 1] - PIXEL_OFFSET) * sy,
+        boxes[:, 2] * sx, boxes[:, 3] * sy,
+    ], dim=1)
+    return roi_align(fmap, rois.to(fmap.dtype), output_size, 1.0, sampling_ratio, aligned=True)

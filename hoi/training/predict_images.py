@@ -1,0 +1,173 @@
+"""``hoi predict`` behind the command line: a trained run on images no annotation lists.
+
+The images go through the same stages as a split, into ``OUT/work/``: an image list in the
+annotation schema (no pairs), detections (Detectron2, or given ones), the backbone's maps
+(the backbone rebuilt from the provenance of the run's training features: architecture,
+weights checked by their sha256, input size, normalisation; random weights from their seed),
+then ``hoi test``'s own inference (:func:`hoi.training.testing.run_test`), whose provenance
+check confirms that the maps mean what the training maps meant. ``OUT/predictions.json``
+holds the top HOIs of each image, ``OUT/<image stem>_hoi.png`` their drawings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader
+
+from ..data.annotations import PAIR_KEYS, build_instances, save_annotations
+from ..data.cache import DetectionFile, FeatureWriter, ImageDetections, write_detections
+from ..data.images import ImageError, ImageListDataset, backbone_input
+from ..data.metadata import hico_metadata
+from ..detection import Detectron2Input, DetectorSettings, build_detector, detect_batch, resolve_weights
+from ..engine.checkpoint import load_checkpoint
+from ..engine.distributed import DistInfo
+from ..engine.logging import LOGGER_NAME
+from ..errors import UserError
+from ..evaluation import HOIDetections
+from ..models.extractor import extract_maps, map_shape, rebuild_extractor
+from ..models.weights import sha256_of
+from ..provenance import annotation_fingerprint
+from ..vis.hoi_drawing import save_detection_image, top_detections
+from .testing import run_test
+from .trainer import checkpoint_provenance
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+SPLIT = "images"
+log = logging.getLogger(LOGGER_NAME)
+
+
+def collect_images(sources: Sequence[str | Path]) -> list[Path]:
+    """Image files of ``sources`` (folders: their images, sorted; files as given)."""
+    paths: list[Path] = []
+    for source in map(Path, sources):
+        if source.is_dir():
+            found = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise ImageError(f"{source}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+            paths += found
+        elif source.is_file():
+            paths.append(source)
+        else:
+            raise ImageError(f"image or folder not found: {source}")
+    names = [p.name for p in paths]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ImageError(f"{len(dup)} image file names occur twice among --images, e.g. {dup[:3]} "
+                         f"(expected unique names: they key every output)")
+    return paths
+
+
+def image_size(path: Path) -> list[int]:
+    try:
+        with Image.open(path) as img:
+            return [int(img.size[0]), int(img.size[1])]
+    except (UnidentifiedImageError, OSError) as err:
+        raise ImageError(f"{path}: cannot decode image ({err})") from err
+
+
+def _loader(paths: list[Path], transform, sizes: list[list[int]], batch_size: int, workers: int,
+            collate=None) -> DataLoader:
+    dataset = ImageListDataset("/", [str(p.resolve()) for p in paths], range(len(paths)), transform, sizes,
+                               "their decoded size")
+    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate)
+
+
+def given_detections(path: str | Path, names: list[str]) -> tuple[list[ImageDetections], dict[str, Any]]:
+    """The detections of ``names`` from a detections file of ours (matched by file name)."""
+    dets = DetectionFile(path)
+    missing = [n for n in names if n not in dets.index]
+    if missing:
+        raise UserError(f"{path}: no detections for {len(missing)} of the {len(names)} images, e.g. "
+                        f"{missing[:3]} (expected a detections file listing these file names)")
+    return [dets.by_name(n) for n in names], {"source": "given", "file": str(path), "from": dets.provenance}
+
+
+def detectron2_detections(paths: list[Path], sizes: list[list[int]], settings: DetectorSettings,
+                          device: torch.device, batch_size: int, workers: int) -> tuple[list[ImageDetections], dict]:
+    weights = resolve_weights(settings)
+    model, cfg = build_detector(settings, device, weights)
+    out: list[ImageDetections] = []
+    for batch in _loader(paths, Detectron2Input(cfg), sizes, batch_size, workers, collate=lambda b: b):
+        out += detect_batch(model, [inp for _, inp in batch])
+    prov = {"source": "detectron2", "detector": "detectron2 Faster R-CNN", "config": settings.config,
+            "weights": str(settings.weights or "model zoo"), "weights_sha256": sha256_of(weights) if weights else "random",
+            "score_thresh": settings.score_thresh, "nms_thresh": settings.nms_thresh,
+            "max_per_image": settings.max_per_image, "min_size": settings.min_size, "max_size": settings.max_size}
+    return out, prov
+
+
+def hoi_rows(det: HOIDetections, index: int, top_k: int, min_score: float) -> list[dict[str, Any]]:
+    """The ``top_k`` best HOIs of image ``index`` with score >= ``min_score``, as JSON records."""
+    meta = hico_metadata()
+    return [{"human_box": det.boxes_h[r].tolist(), "object_box": det.boxes_o[r].tolist(),
+             "object": meta.objects[int(det.object[r])], "verb": meta.verbs[int(meta.hoi_verb[det.hoi[r]])],
+             "hoi": int(det.hoi[r]), "score": float(det.score[r])}
+            for r in top_detections(det, index, top_k, min_score)]
+
+
+def predict_images(cfg, args: argparse.Namespace, dist: DistInfo) -> Path:
+    """Write ``args.out``/predictions.json and the drawings; returns the JSON's path."""
+    out, work = Path(args.out), Path(args.out) / "work"
+    trained_on = checkpoint_provenance(load_checkpoint(args.checkpoint))
+    if trained_on is None or not trained_on.get("features"):
+        raise UserError(f"{args.checkpoint}: records no provenance of its training features, so the backbone "
+                        f"cannot be rebuilt (expected a checkpoint of this version of hoi train)")
+    extractor, feat_prov = rebuild_extractor(trained_on["features"], str(args.checkpoint), args.backbone_weights)
+    paths = collect_images(args.images)
+    names, sizes = [p.name for p in paths], [image_size(p) for p in paths]
+    work.mkdir(parents=True, exist_ok=True)
+    anno_path = work / f"instances_{SPLIT}.json"
+    save_annotations(build_instances(names, sizes, [{k: [] for k in PAIR_KEYS} for _ in names]), anno_path)
+    fingerprint = annotation_fingerprint(anno_path, {"filenames": names, "size": sizes})
+    log.info("%d images; backbone rebuilt from %s (%s)", len(paths), args.checkpoint, feat_prov["weights"])
+
+    if args.detections:
+        dets, det_prov = given_detections(args.detections, names)
+    else:
+        settings = DetectorSettings(args.detector_config, args.detector_weights, args.detector_score_thresh,
+                                    max_per_image=args.detector_max_per_image, min_size=args.detector_min_size,
+                                    max_size=args.detector_max_size, weights_flag="--detector-weights")
+        dets, det_prov = detectron2_detections(paths, sizes, settings, dist.device, args.batch_size, args.workers)
+    det_path = work / f"detections_{SPLIT}.h5"
+    write_detections(det_path, names, dets, {"kind": "detections", **det_prov, "annotation": fingerprint})
+
+    extractor.to(dist.device)
+    input_size = feat_prov["input_size"]
+    norm = feat_prov["normalization"]
+    feat_path = work / f"features_{SPLIT}.h5"
+    feat_path.unlink(missing_ok=True)  # made anew each time: the images may have changed
+    writer = FeatureWriter(feat_path, names, sizes, map_shape(extractor, input_size),
+                           {**feat_prov, "annotation": fingerprint})
+    transform = lambda img: backbone_input(img, input_size, norm["mean"], norm["std"])  # noqa: E731
+    for indices, maps in extract_maps(extractor, _loader(paths, transform, sizes, args.batch_size, args.workers),
+                                      dist.device):
+        for i, fmap in zip(indices, maps):
+            writer.write(i, fmap)
+    writer.close()
+
+    results = work / "results.npz"
+    run_test(cfg, argparse.Namespace(checkpoint=args.checkpoint, split=SPLIT, out=results, anno=anno_path,
+                                     detections=det_path, features=feat_path), dist)
+    det = HOIDetections.load(results)
+    records = []
+    for i, (path, (w, h)) in enumerate(zip(paths, sizes)):
+        rows = hoi_rows(det, i, args.top_k, args.score_thresh)
+        records.append({"file": str(path), "width": w, "height": h, "hois": rows})
+        save_detection_image(path, det, top_detections(det, i, args.top_k, args.score_thresh), out)
+    target = out / "predictions.json"
+    target.write_text(json.dumps({"checkpoint": str(args.checkpoint), "top_k": args.top_k,
+                                  "score_thresh": args.score_thresh, "detections": det_prov["source"],
+                                  "images": records}, indent=1))
+    n = sum(len(r["hois"]) for r in records)
+    log.info("%d HOIs over %d images -> %s (drawings beside it)", n, len(records), target)
+    return target
+
+
+__all__ = ["predict_images", "collect_images", "hoi_rows"]
