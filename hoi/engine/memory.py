@@ -5,7 +5,8 @@ batch-sized temporaries of training and inference (two-box maps of every pair: 3
 tens of MB a batch, a different size each batch) end up on the heap, where their varying sizes
 fragment it: the full-scale rehearsal saw ``hoi test`` grow by about 20 MB per batch, to 3.9 GB
 over the test split. A fixed threshold sends every large block back to the system when freed
-(and turns the dynamic adjustment off); resident memory then stays flat.
+(and turns the dynamic adjustment off); resident memory then stays flat (+60 MB instead of
++800 MB over 30 test batches), for 10-20 % more CPU time in that loop (fresh pages for each block).
 """
 
 from __future__ import annotations
