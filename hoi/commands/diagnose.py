@@ -37,22 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _diagnose(data: dict, path: str, args: argparse.Namespace, class_names) -> dict:
     """Diagnosis dict of one results file, checked at the join as ``hoi eval`` checks it."""
-    from ..data.metadata import hico_metadata
     from ..evaluation import HOIDetections
     from ..evaluation.diagnose import diagnose
-    from ..provenance import annotation_fingerprint, annotation_mismatch, recorded_annotation, resolve
+    from ..evaluation.joins import results_for_annotation
 
     detections = HOIDetections.load(path)
-    accepted = []
-    if recorded_annotation(detections.meta) is not None:  # made by hoi test: the fingerprint decides
-        accepted = resolve([annotation_mismatch(path, detections.meta, args.anno,
-                                                annotation_fingerprint(args.anno, data))], args.allow_mismatch)
-    ordered = detections.to_annotation_order(data["filenames"], str(path))
-    ordered.check(len(data["filenames"]), hico_metadata().hoi_object, str(path))
-    outside = ordered.count_outside(data["size"])
-    if outside:
-        print(f"warning: {path}: {outside} of {len(detections)} detections have a box reaching past its image "
-              f"(scored as they are, as the official code does)")
+    ordered, accepted = results_for_annotation(detections, path, args.anno, data, args.allow_mismatch)
     with warnings.catch_warnings():  # the evaluator's warnings are printed by `hoi eval`
         warnings.simplefilter("ignore")
         result = diagnose(data, ordered, iou_threshold=args.iou, classes=args.classes, loc_min=args.loc_iou)

@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from ..data.metadata import hico_metadata
     from ..data.validation import load_valid_annotations
     from ..evaluation import HOIDetections, evaluate, known_object_images_from_labels
+    from ..evaluation.joins import results_for_annotation
     from ..evaluation.matlab import export_matlab, read_matlab
-    from ..provenance import annotation_fingerprint, annotation_mismatch, recorded_annotation, resolve
 
     data = load_valid_annotations(args.anno)
     meta = hico_metadata()
@@ -51,17 +51,7 @@ def run(args: argparse.Namespace) -> int:
         detections = read_matlab(path, num_images)
     else:
         detections = HOIDetections.load(path)
-    accepted = []
-    if recorded_annotation(detections.meta) is not None:  # made by hoi test: the fingerprint decides
-        accepted = resolve([annotation_mismatch(path, detections.meta, args.anno,
-                                                annotation_fingerprint(args.anno, data))], args.allow_mismatch)
-    # results made elsewhere: names / indices, finite scores, ordered boxes are checked by evaluate()
-    ordered = detections.to_annotation_order(data["filenames"], str(path))
-    ordered.check(num_images, meta.hoi_object, str(path))
-    outside = ordered.count_outside(data["size"])
-    if outside:
-        print(f"warning: {path}: {outside} of {len(detections)} detections have a box reaching past its image "
-              f"(scored as they are, as the official code does)")
+    ordered, accepted = results_for_annotation(detections, path, args.anno, data, args.allow_mismatch)
     ko_images = None
     if args.anno_mat is not None:
         ko_images = known_object_images_from_labels(read_image_labels(args.anno_mat, "test"),

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..data.annotations import ground_truth_arrays, load_annotations
+from ..data.annotations import load_annotations
 from .detections import HOIDetections
 from .hico_det import (
     IOU_THRESHOLD,
@@ -21,6 +21,7 @@ from .hico_det import (
     known_object_images,
     match_detections,
     recall_thresholds,
+    prepare,
 )
 from .result import SETTINGS
 
@@ -84,17 +85,11 @@ def precision_recall_curves(
     if setting not in SETTINGS:
         raise ValueError(f"unknown setting {setting!r}; expected one of {list(SETTINGS)}")
     data = load_annotations(anno)
-    corr = np.asarray(data["correspondence"], dtype=np.int64).reshape(-1, 3)
-    num_classes = len(corr)
+    num_classes = len(data["correspondence"])
     bad = [int(c) for c in hoi_classes if not 0 <= int(c) < num_classes]
     if bad:
         raise ValueError(f"HOI classes {bad} out of range; expected 0..{num_classes - 1}")
-    hoi_object = np.zeros(num_classes, dtype=np.int64)
-    hoi_object[corr[:, 0]] = corr[:, 1]
-    gt = ground_truth_arrays(data)
-    det = detections.to_annotation_order(data["filenames"])
-    det.check(gt.num_images, hoi_object)
-    npos = np.bincount(gt.hoi, minlength=num_classes)
+    gt, det, hoi_object, npos = prepare(data, detections)
 
     match = match_detections(gt, det, iou_threshold)
     hoi_sorted = det.hoi[match.order]

@@ -35,10 +35,18 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..data.annotations import GroundTruth, ground_truth_arrays, load_annotations
+from ..data.annotations import GroundTruth, load_annotations
 from ..data.boxes import iou_inclusive
 from .detections import HOIDetections
-from .hico_det import IOU_THRESHOLD, Matching, match_detections, per_class_ap, recall_thresholds, setting_result
+from .hico_det import (
+    IOU_THRESHOLD,
+    Matching,
+    match_detections,
+    per_class_ap,
+    prepare,
+    recall_thresholds,
+    setting_result,
+)
 from .result import SettingResult
 
 ERROR_TYPES = ("duplicate", "wrong_verb", "wrong_object", "mis_grouping", "human_loc", "object_loc",
@@ -240,14 +248,7 @@ def diagnose(anno: Mapping[str, Any] | str | Path, detections: HOIDetections,
     if classes not in ("all", "annotated"):
         raise ValueError(f"classes must be 'all' or 'annotated', got {classes!r}")
     data = load_annotations(anno)
-    corr = np.asarray(data["correspondence"], dtype=np.int64).reshape(-1, 3)
-    num_classes = len(corr)
-    hoi_object = np.zeros(num_classes, dtype=np.int64)
-    hoi_object[corr[:, 0]] = corr[:, 1]
-    gt = ground_truth_arrays(data)
-    det = detections.to_annotation_order(data["filenames"])
-    det.check(gt.num_images, hoi_object)
-    npos = np.bincount(gt.hoi, minlength=num_classes)
+    gt, det, _, npos = prepare(data, detections)
 
     match = match_detections(gt, det, iou_threshold)
     outcome = classify_false_positives(gt, det, match, iou_threshold, loc_min)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -172,6 +172,28 @@ def setting_result(data: Mapping[str, Any], ap: np.ndarray, rec: np.ndarray, npo
     return SettingResult(ap, rec, rare, non_rare)
 
 
+class Prepared(NamedTuple):
+    """One evaluation's inputs: the GT pairs, the detections checked and in annotation order,
+    the object of each HOI class (C,) and the GT pairs per class (C,)."""
+
+    gt: GroundTruth
+    det: HOIDetections
+    hoi_object: np.ndarray
+    npos: np.ndarray
+
+
+def prepare(data: Mapping[str, Any], detections: HOIDetections) -> Prepared:
+    """GT arrays of annotation dict ``data`` and ``detections`` mapped to its image order and
+    checked (:meth:`HOIDetections.check`); shared by the evaluator, PR curves and diagnosis."""
+    corr = np.asarray(data["correspondence"], dtype=np.int64).reshape(-1, 3)
+    hoi_object = np.zeros(len(corr), dtype=np.int64)
+    hoi_object[corr[:, 0]] = corr[:, 1]
+    gt = ground_truth_arrays(data)
+    det = detections.to_annotation_order(data["filenames"])
+    det.check(gt.num_images, hoi_object)
+    return Prepared(gt, det, hoi_object, np.bincount(gt.hoi, minlength=len(corr)))
+
+
 def evaluate(
     anno: Mapping[str, Any] | str | Path,
     detections: HOIDetections,
@@ -203,18 +225,10 @@ def evaluate(
     for s in settings:
         if s not in SETTINGS:
             raise ValueError(f"unknown setting {s!r}; expected one of {list(SETTINGS)} or 'both'")
-    corr = np.asarray(data["correspondence"], dtype=np.int64).reshape(-1, 3)
-    num_classes = len(corr)
-    hoi_object = np.zeros(num_classes, dtype=np.int64)
-    hoi_object[corr[:, 0]] = corr[:, 1]
     num_objects = len(data["objects"])
-    gt = ground_truth_arrays(data)
-
-    det = detections.to_annotation_order(data["filenames"])
-    det.check(gt.num_images, hoi_object)
+    gt, det, hoi_object, npos = prepare(data, detections)
     if len(det) == 0:
         warnings.warn("the detection set is empty: every AP is 0", stacklevel=2)
-    npos = np.bincount(gt.hoi, minlength=num_classes)
     if classes not in ("all", "annotated"):
         raise ValueError(f"classes must be 'all' or 'annotated', got {classes!r}")
     if (npos == 0).any() and classes == "all":
