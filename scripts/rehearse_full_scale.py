@@ -4,7 +4,8 @@ without the images, with the cost of each stage (wall time, peak RSS, disk writt
     bash scripts/rehearse_full_scale.sh --out DIR [--fraction F] [--channels C] [--iters K]
 
 Stages, each run as its own process (peak RSS = the largest sampled sum of the proportional set
-sizes of the process and its children, e.g. DataLoader workers, so that shared pages count once):
+sizes of the process and its children, e.g. DataLoader workers, so that shared pages count once,
+or the process's own peak RSS when that is larger, as for a stage shorter than the sampling):
 
 1. ``convert_train`` / ``convert_test``: ``python -m data_prep.convert --hake`` (HAKE's training
    split) and ``--mat instances_test2015.json`` (accepted as it is).
@@ -121,16 +122,22 @@ def run_measured(stage: str, cmd: Sequence[str], out: Path, log: Path, poll_s: f
     with open(log, "w") as logf:
         proc = subprocess.Popen(list(cmd), stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         peak = [0]
+        done = threading.Event()
 
         def poll() -> None:
-            while proc.poll() is None:
+            while not done.is_set():
                 peak[0] = max(peak[0], _tree_rss(proc.pid))
-                time.sleep(poll_s)
+                done.wait(poll_s)
 
         thread = threading.Thread(target=poll, daemon=True)
         thread.start()
-        rc = proc.wait()
+        # wait4: the exit status and the child's own peak RSS (ru_maxrss, KiB), which a short
+        # stage can finish before the first sample of the tree sees its peak
+        _, status, usage = os.wait4(proc.pid, 0)
+        done.set()
         thread.join()
+        rc = proc.returncode = os.waitstatus_to_exitcode(status)
+        peak[0] = max(peak[0], usage.ru_maxrss * 1024)
     wall = time.perf_counter() - start
     if rc != 0:
         tail = log.read_text()[-3000:]
