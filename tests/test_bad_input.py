@@ -511,3 +511,11 @@ def test_detection_writer_on_a_full_disk_raises_and_resumes(tmp_path) -> None:
         assert len(DetectionFile(disk / "d.h5")[299]) == 100
     finally:
         unmount(disk)
+
+
+def test_pretrain_errors_are_the_same_one_line(tmp_path, capsys) -> None:
+    missing = tmp_path / "imagenet"
+    code = hoi_main(["pretrain", "--config", str(REPO / "configs/demo/pretrain_resnet50.yaml"),
+                     f"data.root={missing}", f"output_dir={tmp_path / 'run'}", "device=cpu"])
+    line = one_error(capsys.readouterr().err, missing)
+    assert code == 2 and line.startswith("error: ")

@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.distributed import cleanup, init_distributed
+    from ..engine.distributed import distributed
     from ..training.predict_images import predict_images
     from ..training.testing import test_config
 
@@ -45,9 +45,6 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
     args.allow_mismatch = False
     cfg = test_config(args)
-    dist = init_distributed(cfg.device, cfg.dist_timeout_s)
-    try:
+    with distributed(cfg.device, cfg.dist_timeout_s) as dist:
         predict_images(cfg, args, dist)
-    finally:
-        cleanup()
     return 0

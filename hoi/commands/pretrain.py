@@ -7,16 +7,8 @@ machines: the same command under ``torchrun`` (``scripts/pretrain_imagenet.sh``)
 from __future__ import annotations
 
 import argparse
-import sys
-
-from ..config import ConfigError
-from ..data.imagefolder import DatasetError, ImageReadError
-from ..engine.checkpoint import CheckpointError
-from ..models.weights import WeightsError
 
 HELP = "ImageNet classification training of a backbone (run under torchrun for several GPUs)"
-
-EXPECTED_ERRORS = (ConfigError, DatasetError, ImageReadError, CheckpointError, WeightsError)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,19 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # imported here so that `hoi pretrain --help` stays fast
-    from ..engine.distributed import cleanup, init_distributed
+    from ..engine.distributed import distributed
     from ..pretrain.config import load_pretrain_config
     from ..pretrain.trainer import default_checkpoint, run_pretraining
 
-    try:
-        cfg = load_pretrain_config(args.config, args.overrides)
-        resume = args.resume_from or (default_checkpoint(cfg) if args.resume else None)
-        dist = init_distributed(cfg.device, cfg.dist_timeout_s)
-        try:
-            run_pretraining(cfg, dist, resume)
-        finally:
-            cleanup()
-    except EXPECTED_ERRORS as err:
-        print(f"hoi pretrain: error: {err}", file=sys.stderr)
-        return 2
+    cfg = load_pretrain_config(args.config, args.overrides)
+    resume = args.resume_from or (default_checkpoint(cfg) if args.resume else None)
+    with distributed(cfg.device, cfg.dist_timeout_s) as dist:
+        run_pretraining(cfg, dist, resume)
     return 0

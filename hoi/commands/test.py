@@ -26,13 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.distributed import cleanup, init_distributed
+    from ..engine.distributed import distributed
     from ..training.testing import run_test, test_config
 
     cfg = test_config(args)
-    dist = init_distributed(cfg.device, cfg.dist_timeout_s)
-    try:
+    with distributed(cfg.device, cfg.dist_timeout_s) as dist:
         run_test(cfg, args, dist)
-    finally:
-        cleanup()
     return 0

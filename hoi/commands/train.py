@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..engine.distributed import cleanup, init_distributed
+from ..engine.distributed import distributed
 
 HELP = "train the VSGNet interaction heads on cached features (Table XI runs)"
 
@@ -29,9 +29,6 @@ def run(args: argparse.Namespace) -> int:
     resume = args.resume_from
     if args.resume and resume is None:
         resume = Path(cfg.output_dir) / CHECKPOINT_NAME
-    dist = init_distributed(cfg.device, cfg.dist_timeout_s)
-    try:
+    with distributed(cfg.device, cfg.dist_timeout_s) as dist:
         run_training(cfg, dist, resume)
-    finally:
-        cleanup()
     return 0

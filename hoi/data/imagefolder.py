@@ -20,15 +20,17 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
+from ..errors import UserError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 BAD_IMAGE_POLICIES = ("stop", "skip")
 
 
-class DatasetError(RuntimeError):
+class DatasetError(UserError, RuntimeError):
     """An image folder tree that is missing or not laid out as expected."""
 
 
-class ImageReadError(RuntimeError):
+class ImageReadError(UserError, RuntimeError):
     """An image file that cannot be decoded (the message names it)."""
 
 

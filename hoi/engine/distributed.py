@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -72,6 +73,16 @@ def cleanup() -> None:
     """Leave the process group (if any)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextmanager
+def distributed(device: str = "auto", timeout_s: float = 1800.0) -> Iterator[DistInfo]:
+    """:func:`init_distributed` around a command's work, leaving the process group after it."""
+    info = init_distributed(device, timeout_s)
+    try:
+        yield info
+    finally:
+        cleanup()
 
 
 def is_dist() -> bool:
