@@ -63,8 +63,7 @@ from hoi.detection import (  # noqa: F401 - continuous_to_inclusive, detectron2_
 )
 from hoi.engine.disk import require_free_space
 from hoi.engine.distributed import barrier, cleanup, init_distributed
-from hoi.models.weights import sha256_of
-from hoi.provenance import RANDOM_WEIGHTS, annotation_fingerprint
+from hoi.provenance import annotation_fingerprint
 
 from .common import code_version, rank_part, run_stage, shard
 
@@ -193,14 +192,9 @@ def provenance_of(args: argparse.Namespace, anno: dict[str, Any]) -> dict[str, A
     """What these detections are made from (compared by every later stage, :mod:`hoi.provenance`)."""
     prov: dict[str, Any] = {"kind": "detections", "source": args.source,
                             "annotation": annotation_fingerprint(args.anno, anno), "code_version": code_version()}
-    if args.source == "detectron2":
-        prov.update(detector="detectron2 Faster R-CNN", config=args.config,
-                    weights=str(args.weights or "model zoo"), score_thresh=args.score_thresh,
-                    nms_thresh=args.nms_thresh, max_per_image=args.max_per_image,
-                    min_size=args.min_size, max_size=args.max_size)
-    elif args.source == "gt":
+    if args.source == "gt":  # detectron2: DetectorSettings.provenance, once its weights are resolved
         prov.update(jitter=args.jitter, seed=args.seed)
-    else:
+    elif args.source == "import":
         prov.update(import_dir=str(args.import_dir), import_format=args.import_format,
                     import_labels=args.import_labels, import_boxes=args.import_boxes)
     return prov
@@ -234,8 +228,9 @@ def detect(args: argparse.Namespace) -> Path:
         raise DetectError("--images is required with --source detectron2")
     check_image_dir(args.images, filenames, args.anno)
     info = init_distributed(args.device)
-    weights = resolve_weights(DetectorSettings.from_args(args))  # before any file is made: a failed download leaves nothing
-    prov["weights_sha256"] = sha256_of(weights) if weights else RANDOM_WEIGHTS
+    settings = DetectorSettings.from_args(args)
+    weights = resolve_weights(settings)  # before any file is made: a failed download leaves nothing
+    prov.update(settings.provenance(weights))
     partial = out if not info.distributed else rank_part(out, info.rank, info.world_size)
     # the partial file (padded), the final file and a temp copy of it: about 3x the padded arrays
     require_free_space(out, 3 * len(filenames) * args.max_per_image * (4 * 4 + 4 + 8),

@@ -24,6 +24,7 @@ from .data.cache import ImageDetections
 from .data.metadata import hico_metadata
 from .detectron2_compat import import_detectron2
 from .errors import UserError
+from .provenance import RANDOM_WEIGHTS, file_sha256
 
 DEFAULT_CONFIG = "COCO-Detection/faster_rcnn_R_101_FPN_3x.yaml"
 
@@ -51,6 +52,15 @@ class DetectorSettings:
     def from_args(cls, args: argparse.Namespace) -> "DetectorSettings":
         return cls(args.config, args.weights, args.score_thresh, args.nms_thresh, args.max_per_image,
                    args.min_size, args.max_size)
+
+    def provenance(self, weights_file: str | None) -> dict[str, Any]:
+        """What detections of this detector record (:mod:`hoi.provenance`); ``weights_file`` is
+        the local file of :func:`resolve_weights` (None: random weights)."""
+        return {"detector": "detectron2 Faster R-CNN", "config": self.config,
+                "weights": str(self.weights or "model zoo"),
+                "weights_sha256": file_sha256(weights_file) if weights_file else RANDOM_WEIGHTS,
+                "score_thresh": self.score_thresh, "nms_thresh": self.nms_thresh,
+                "max_per_image": self.max_per_image, "min_size": self.min_size, "max_size": self.max_size}
 
 
 def continuous_to_inclusive(boxes: np.ndarray, width: int, height: int) -> np.ndarray:

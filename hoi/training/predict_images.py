@@ -32,7 +32,6 @@ from ..engine.logging import LOGGER_NAME
 from ..errors import UserError
 from ..evaluation import HOIDetections
 from ..models.extractor import extract_maps, map_shape, rebuild_extractor
-from ..models.weights import sha256_of
 from ..provenance import annotation_fingerprint
 from ..vis.hoi_drawing import save_detection_image, top_detections
 from .testing import run_test
@@ -96,11 +95,7 @@ def detectron2_detections(paths: list[Path], sizes: list[list[int]], settings: D
     out: list[ImageDetections] = []
     for batch in _loader(paths, Detectron2Input(cfg), sizes, batch_size, workers, collate=lambda b: b):
         out += detect_batch(model, [inp for _, inp in batch])
-    prov = {"source": "detectron2", "detector": "detectron2 Faster R-CNN", "config": settings.config,
-            "weights": str(settings.weights or "model zoo"), "weights_sha256": sha256_of(weights) if weights else "random",
-            "score_thresh": settings.score_thresh, "nms_thresh": settings.nms_thresh,
-            "max_per_image": settings.max_per_image, "min_size": settings.min_size, "max_size": settings.max_size}
-    return out, prov
+    return out, {"source": "detectron2", **settings.provenance(weights)}
 
 
 def hoi_rows(det: HOIDetections, index: int, top_k: int, min_score: float) -> list[dict[str, Any]]:
