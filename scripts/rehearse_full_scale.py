@@ -159,7 +159,7 @@ def synthetic_detections(record: dict, size: Sequence[int], rng: np.random.Gener
     """
     from data_prep.detect import gt_detections
     from hoi.data.cache import ImageDetections
-    from hoi.data.hake import size_known
+    from hoi.data.annotations import size_known
     from hoi.data.metadata import NUM_OBJECTS, PERSON_OBJECT
 
     w, h = (int(size[0]), int(size[1])) if size_known(size) else ASSUMED_SIZE

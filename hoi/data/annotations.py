@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import UserError
 from .metadata import hico_metadata, rare_split
 
+UNKNOWN_SIZE = (0, 0)  # ``size`` of an image whose size no source gave (only for images without pairs)
 TOP_KEYS = ("filenames", "size", "annotation", "empty", "objects", "verbs", "correspondence",
             "rare", "non_rare")
 PAIR_KEYS = ("boxes_h", "boxes_o", "hoi", "object", "verb")
@@ -163,6 +164,11 @@ def build_instances(
         "rare": rare,
         "non_rare": non_rare,
     }
+
+
+def size_known(size: Any) -> bool:
+    """False for the :data:`UNKNOWN_SIZE` marker of an image whose size no annotation gave."""
+    return tuple(int(v) for v in size) != UNKNOWN_SIZE
 
 
 def pair_counts(data: Mapping[str, Any], num_classes: int | None = None) -> np.ndarray:

@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from .annotations import AnnotationError, build_instances
+from .annotations import UNKNOWN_SIZE, AnnotationError, build_instances, size_known  # noqa: F401 - re-exported
+from .images import ImageError, read_image_size
 from .metadata import NUM_HOIS, hico_metadata
 
 MEMBER_SUFFIX = "hico-det-training-set-instance-level.json"
-UNKNOWN_SIZE = (0, 0)
 
 
 def read_hake(path: str | Path) -> dict[str, Any]:
@@ -56,14 +55,11 @@ def read_hake(path: str | Path) -> dict[str, Any]:
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """[w, h] of an image from its header (no decoding); the error names the file."""
+    """[w, h] of an image from its header; the error names the file and why the size is needed."""
     try:
-        with Image.open(path) as img:
-            return int(img.size[0]), int(img.size[1])
-    except FileNotFoundError as err:
-        raise AnnotationError(f"image not found: {path} (needed for the size of an image without labels)") from err
-    except (UnidentifiedImageError, OSError) as err:
-        raise AnnotationError(f"{path}: cannot read the image header ({err})") from err
+        return read_image_size(path)
+    except ImageError as err:
+        raise AnnotationError(f"{err} (needed for the size of an image without labels)") from err
 
 
 def _image_record(source: str, name: str, record: Any) -> tuple[dict[str, list], tuple[int, int] | None]:
@@ -121,6 +117,3 @@ def hake_to_instances(data: Mapping[str, Any], source: str = "<hake>",
     return build_instances(names, sizes, pairs, np.bincount(hoi, minlength=NUM_HOIS)), unknown
 
 
-def size_known(size: Any) -> bool:
-    """False for the :data:`UNKNOWN_SIZE` marker of an image whose size no annotation gave."""
-    return tuple(int(v) for v in size) != UNKNOWN_SIZE

@@ -16,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from ..errors import UserError
-from .hake import UNKNOWN_SIZE
+from .annotations import UNKNOWN_SIZE
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -35,6 +35,17 @@ def load_rgb(path: str | Path) -> Image.Image:
         raise ImageError(f"image not found: {path}") from err
     except (UnidentifiedImageError, OSError) as err:
         raise ImageError(f"{path}: cannot decode image ({err})") from err
+
+
+def read_image_size(path: str | Path) -> tuple[int, int]:
+    """(w, h) of an image from its header, without decoding it; the error names the file."""
+    try:
+        with Image.open(path) as img:
+            return int(img.size[0]), int(img.size[1])
+    except FileNotFoundError as err:
+        raise ImageError(f"image not found: {path}") from err
+    except (UnidentifiedImageError, OSError) as err:
+        raise ImageError(f"{path}: cannot read the image header ({err})") from err
 
 
 def backbone_input(
@@ -70,7 +81,7 @@ def check_image_size(image: Image.Image, path: str | Path, expected: Sequence[in
     """Refuse an image whose decoded [w, h] differs from the annotation's ``size`` (boxes are in
     the annotation's pixels: a resized or swapped image would shift every box)."""
     w, h = int(expected[0]), int(expected[1])
-    if (w, h) == UNKNOWN_SIZE:  # an image no annotation gave a size (hoi.data.hake): nothing to compare
+    if (w, h) == UNKNOWN_SIZE:  # an image no annotation gave a size (e.g. hoi.data.hake): nothing to compare
         return
     if image.size != (w, h):
         raise ImageError(f"{path}: decoded size {image.size[0]}x{image.size[1]} (w x h), but {source} gives "

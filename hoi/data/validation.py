@@ -13,9 +13,8 @@ import numpy as np
 
 from pathlib import Path
 
-from .annotations import PAIR_KEYS, TOP_KEYS, AnnotationError, check_schema, load_annotations
+from .annotations import PAIR_KEYS, TOP_KEYS, AnnotationError, check_schema, load_annotations, size_known
 from .boxes import inside_image, well_ordered
-from .hake import size_known
 from .metadata import NUM_HOIS, NUM_OBJECTS, NUM_VERBS, hico_metadata
 
 

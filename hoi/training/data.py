@@ -13,8 +13,8 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from ..config import ConfigError, to_dict
+from ..data.annotations import size_known
 from ..data.cache import DetectionFile, FeatureFile
-from ..data.hake import size_known
 from ..data.hoi_dataset import HOIDataset, SplitFiles, check_inputs, collate
 from ..data.validation import load_valid_annotations
 from ..engine.distributed import ShardedSampler

@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader
 
 from ..data.annotations import PAIR_KEYS, build_instances, save_annotations
 from ..data.cache import DetectionFile, FeatureWriter, ImageDetections, write_detections
-from ..data.images import ImageError, ImageListDataset, backbone_input
+from ..data.images import ImageError, ImageListDataset, backbone_input, read_image_size
 from ..data.metadata import hico_metadata
 from ..detection import Detectron2Input, DetectorSettings, build_detector, detect_batch, resolve_weights
 from ..engine.checkpoint import load_checkpoint
@@ -61,14 +60,6 @@ def collect_images(sources: Sequence[str | Path]) -> list[Path]:
         raise ImageError(f"{len(dup)} image file names occur twice among --images, e.g. {dup[:3]} "
                          f"(expected unique names: they key every output)")
     return paths
-
-
-def image_size(path: Path) -> list[int]:
-    try:
-        with Image.open(path) as img:
-            return [int(img.size[0]), int(img.size[1])]
-    except (UnidentifiedImageError, OSError) as err:
-        raise ImageError(f"{path}: cannot decode image ({err})") from err
 
 
 def _loader(paths: list[Path], transform, sizes: list[list[int]], batch_size: int, workers: int,
@@ -116,7 +107,7 @@ def predict_images(cfg, args: argparse.Namespace, dist: DistInfo) -> Path:
                         f"cannot be rebuilt (expected a checkpoint of this version of hoi train)")
     extractor, feat_prov = rebuild_extractor(trained_on["features"], str(args.checkpoint), args.backbone_weights)
     paths = collect_images(args.images)
-    names, sizes = [p.name for p in paths], [image_size(p) for p in paths]
+    names, sizes = [p.name for p in paths], [list(read_image_size(p)) for p in paths]
     work.mkdir(parents=True, exist_ok=True)
     anno_path = work / f"instances_{SPLIT}.json"
     save_annotations(build_instances(names, sizes, [{k: [] for k in PAIR_KEYS} for _ in names]), anno_path)
