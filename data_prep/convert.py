@@ -23,10 +23,6 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from hoi.data.annotations import AnnotationError, load_annotations, save_annotations
-from hoi.data.hake import hake_to_instances, read_hake
-from hoi.data.validation import check_annotations, load_valid_annotations
-from hoi.errors import run_main
 from hoi.data.anno_mat import (
     check_list_action,
     official_to_instances,
@@ -34,6 +30,10 @@ from hoi.data.anno_mat import (
     read_list_action,
     train_pair_counts,
 )
+from hoi.data.annotations import AnnotationError, load_annotations, save_annotations
+from hoi.data.hake import hake_to_instances, read_hake
+from hoi.data.validation import check_annotations, load_valid_annotations
+from hoi.errors import run_main
 from hoi.models.weights import sha256_of
 
 OUTPUT_NAMES = {"train": "instances_train2015.json", "test": "instances_test2015.json"}

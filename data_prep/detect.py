@@ -46,15 +46,16 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from hoi.data.cache import CacheError, DetectionWriter, ImageDetections, write_detections
+from data_prep.common import code_version, rank_part, run_stage, shard
+from hoi.data.cache import CacheError, ImageProposals, ProposalWriter, write_proposals
 from hoi.data.images import ImageListDataset, check_image_dir
 from hoi.data.metadata import PERSON_OBJECT, hico_metadata
 from hoi.data.validation import load_valid_annotations
-from hoi.detection import (  # noqa: F401 - continuous_to_inclusive, detectron2_cfg: the stage's public names
+from hoi.detector import (  # noqa: F401 - continuous_to_inclusive, detectron2_cfg: the stage's public names
     DEFAULT_CONFIG,
-    DetectError,
-    Detectron2Input,
+    DetectorError,
     DetectorSettings,
+    Detectron2Input,
     build_detector,
     continuous_to_inclusive,
     detect_batch,
@@ -64,9 +65,6 @@ from hoi.detection import (  # noqa: F401 - continuous_to_inclusive, detectron2_
 from hoi.engine.disk import require_free_space
 from hoi.engine.distributed import barrier, cleanup, init_distributed
 from hoi.provenance import annotation_fingerprint
-
-from .common import code_version, rank_part, run_stage, shard
-
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -119,7 +117,7 @@ def _run_detectron2(args, info, writer, todo, filenames, sizes, weights: str | N
 
 
 # --------------------------------------------------------------------------- ground truth
-def gt_detections(anno: dict[str, Any], index: int, jitter: float = 0.0, seed: int = 0) -> ImageDetections:
+def gt_proposals(anno: dict[str, Any], index: int, jitter: float = 0.0, seed: int = 0) -> ImageProposals:
     """Distinct GT boxes of one image (humans as person), score 1, optionally jittered."""
     pairs = anno["annotation"][index]
     boxes = np.asarray(pairs["boxes_h"] + pairs["boxes_o"], dtype=np.float32).reshape(-1, 4)
@@ -138,28 +136,28 @@ def gt_detections(anno: dict[str, Any], index: int, jitter: float = 0.0, seed: i
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(1, w)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(1, h)
         boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2])
-    return ImageDetections(boxes, np.ones(len(boxes), dtype=np.float32), labels)
+    return ImageProposals(boxes, np.ones(len(boxes), dtype=np.float32), labels)
 
 
 # --------------------------------------------------------------------------- import
-def import_detections(path: Path, args: argparse.Namespace, size: Sequence[int]) -> ImageDetections:
+def import_detections(path: Path, args: argparse.Namespace, size: Sequence[int]) -> ImageProposals:
     """One per-image JSON file (see the module docstring) -> detections in our convention."""
     meta = hico_metadata()
     if not path.is_file():
         if args.allow_missing:
-            return ImageDetections(np.zeros((0, 4)), np.zeros(0), np.zeros(0))
-        raise DetectError(f"no detections file for this image: {path} (use --allow-missing to accept that)")
+            return ImageProposals(np.zeros((0, 4)), np.zeros(0), np.zeros(0))
+        raise DetectorError(f"no detections file for this image: {path} (use --allow-missing to accept that)")
     try:
         data = json.loads(path.read_text())
         boxes = np.asarray(data["boxes"], dtype=np.float32).reshape(-1, 4)
         scores = np.asarray(data["scores"], dtype=np.float32).reshape(-1)
         raw = list(data["labels"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise DetectError(
+        raise DetectorError(
             f"{path}: expected {{'boxes': [[x1, y1, x2, y2], ...], 'scores': [...], 'labels': [...]}} ({err!r})"
         ) from err
     if not (len(boxes) == len(scores) == len(raw)):
-        raise DetectError(f"{path}: {len(boxes)} boxes, {len(scores)} scores, {len(raw)} labels")
+        raise DetectorError(f"{path}: {len(boxes)} boxes, {len(scores)} scores, {len(raw)} labels")
     names = {n: i for i, n in enumerate(meta.objects)}
     table = {"hico": None, "coco80": meta.coco80_to_hico, "coco91": meta.coco91_to_hico}[args.import_labels]
     labels = []
@@ -167,24 +165,24 @@ def import_detections(path: Path, args: argparse.Namespace, size: Sequence[int])
         if isinstance(label, str):
             key = label.replace(" ", "_")
             if key not in names:
-                raise DetectError(f"{path}: detection {k}: unknown object name {label!r}")
+                raise DetectorError(f"{path}: detection {k}: unknown object name {label!r}")
             labels.append(names[key])
             continue
         value = int(label)
         mapped = value if table is None else (table[value] if 0 <= value < len(table) else -1)
         if not 0 <= mapped < len(meta.objects):
-            raise DetectError(f"{path}: detection {k}: label {label!r} is not a valid {args.import_labels} id")
+            raise DetectorError(f"{path}: detection {k}: label {label!r} is not a valid {args.import_labels} id")
         labels.append(int(mapped))
     if args.import_boxes == "0-based":
         boxes = boxes + 1.0
     bad = ~np.isfinite(boxes).all(axis=1) | (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
-        raise DetectError(f"{path}: detection {k}: box {boxes[k].tolist()} is not [x1, y1, x2, y2] with x1<=x2, y1<=y2")
+        raise DetectorError(f"{path}: detection {k}: box {boxes[k].tolist()} is not [x1, y1, x2, y2] with x1<=x2, y1<=y2")
     w, h = size
     boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(1, w)
     boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(1, h)
-    return ImageDetections(boxes, scores, np.asarray(labels))
+    return ImageProposals(boxes, scores, np.asarray(labels))
 
 
 # --------------------------------------------------------------------------- driver
@@ -206,26 +204,26 @@ def detect(args: argparse.Namespace) -> Path:
     filenames, sizes = anno["filenames"], anno["size"]
     prov = provenance_of(args, anno)
     if args.source == "gt":
-        dets = [gt_detections(anno, i, args.jitter, args.seed) for i in range(len(filenames))]
-        write_detections(out, filenames, dets, prov)
+        dets = [gt_proposals(anno, i, args.jitter, args.seed) for i in range(len(filenames))]
+        write_proposals(out, filenames, dets, prov)
         print(f"[detect] ground-truth boxes{' jittered by %.2f' % args.jitter if args.jitter else ''} "
               f"for {len(filenames)} images -> {out}", flush=True)
         return out
     if args.source == "import":
         if not args.import_dir or not Path(args.import_dir).is_dir():
-            raise DetectError(f"--import-dir must be an existing folder, got {args.import_dir!r}")
+            raise DetectorError(f"--import-dir must be an existing folder, got {args.import_dir!r}")
         if args.import_format == "vsgnet":
-            from .vsgnet_detections import read_vsgnet_dir
+            from data_prep.vsgnet_detections import read_vsgnet_dir
             dets = read_vsgnet_dir(Path(args.import_dir), filenames, sizes, args.allow_missing)
         else:
             dets = [import_detections(Path(args.import_dir) / (Path(n).stem + ".json"), args, sizes[i])
                     for i, n in enumerate(filenames)]
-        write_detections(out, filenames, dets, prov)
+        write_proposals(out, filenames, dets, prov)
         print(f"[detect] imported detections for {len(filenames)} images -> {out}", flush=True)
         return out
 
     if not args.images:
-        raise DetectError("--images is required with --source detectron2")
+        raise DetectorError("--images is required with --source detectron2")
     check_image_dir(args.images, filenames, args.anno)
     info = init_distributed(args.device)
     settings = DetectorSettings.from_args(args)
@@ -235,7 +233,7 @@ def detect(args: argparse.Namespace) -> Path:
     # the partial file (padded), the final file and a temp copy of it: about 3x the padded arrays
     require_free_space(out, 3 * len(filenames) * args.max_per_image * (4 * 4 + 4 + 8),
                        f"the detections of {len(filenames)} images")
-    writer = DetectionWriter(partial, filenames, args.max_per_image, prov)
+    writer = ProposalWriter(partial, filenames, args.max_per_image, prov)
     mine = shard(range(len(filenames)), info.rank, info.world_size)
     todo = writer.pending(mine)
     if info.is_main:
@@ -264,15 +262,15 @@ def detect(args: argparse.Namespace) -> Path:
 
 def merge_partials(out: Path, parts: list[Path], filenames: list[str], max_per_image: int, prov: dict) -> None:
     """Combine the ranks' partial files (each done on its own share) into the final file."""
-    merged: list[ImageDetections | None] = [None] * len(filenames)
-    writers = [DetectionWriter(p, filenames, max_per_image, prov) for p in parts]
+    merged: list[ImageProposals | None] = [None] * len(filenames)
+    writers = [ProposalWriter(p, filenames, max_per_image, prov) for p in parts]
     for w in writers:
         for i in np.flatnonzero(w.done):
             merged[i] = w.read(int(i))
     missing = [filenames[i] for i, d in enumerate(merged) if d is None]
     if missing:
         raise CacheError(f"{out}: {len(missing)} images have no detections in any part, e.g. {missing[:3]}")
-    write_detections(out, filenames, merged, prov)  # type: ignore[arg-type]
+    write_proposals(out, filenames, merged, prov)  # type: ignore[arg-type]
     for w in writers:
         w.close()
         w.partial.unlink()

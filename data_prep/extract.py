@@ -30,17 +30,23 @@ import numpy as np
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from data_prep.common import code_version, rank_part, run_stage, shard
 from hoi.data.cache import FeatureFile, FeatureWriter
-from hoi.data.images import IMAGENET_MEAN, IMAGENET_STD, ImageListDataset, backbone_input, check_image_dir
+from hoi.data.images import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageListDataset,
+    backbone_input,
+    check_image_dir,
+)
 from hoi.data.validation import load_valid_annotations
 from hoi.engine.disk import require_free_space
 from hoi.engine.distributed import barrier, cleanup, init_distributed
 from hoi.errors import UserError
 from hoi.models.backbones import ARCHS, FrozenFeatureExtractor, backbone_config
-from hoi.models.extractor import build_extractor as extractor_of, extract_maps, map_shape
+from hoi.models.extractor import build_extractor as extractor_of
+from hoi.models.extractor import extract_maps, map_shape
 from hoi.provenance import annotation_fingerprint
-
-from .common import code_version, rank_part, run_stage, shard
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -8,7 +8,7 @@ One JSON per image, ``HICO_{train,test}2015_%08d.json`` (the image name with ``.
 
 ``box_coords`` are continuous pixel coordinates (the TensorFlow Object Detection API's ymin,
 xmin, ymax, xmax, in pixels). They become our convention exactly as Detectron2's continuous
-boxes do (``hoi.detection.continuous_to_inclusive``): ``x1 = left + 1, y1 = top + 1,
+boxes do (``hoi.detector.continuous_to_inclusive``): ``x1 = left + 1, y1 = top + 1,
 x2 = right, y2 = bottom``, clipped to the image. COCO class names (which may contain a space)
 map to HICO-DET objects through their COCO id and the packaged COCO -> HICO table. Every
 detection is kept: score thresholds and caps are the ``pairs`` config's job.
@@ -22,10 +22,9 @@ from typing import Sequence
 
 import numpy as np
 
-from hoi.data.cache import ImageDetections
+from hoi.data.cache import ImageProposals
 from hoi.data.metadata import hico_metadata
-
-from hoi.detection import DetectError, continuous_to_inclusive
+from hoi.detector import DetectorError, continuous_to_inclusive
 
 # COCO's 80 detection classes in contiguous-id order (1..80), as the TF Object Detection API names them
 COCO80_NAMES = (
@@ -50,7 +49,7 @@ def coco_name_to_hico() -> dict[str, int]:
     return {name: int(table[i + 1]) for i, name in enumerate(COCO80_NAMES)}
 
 
-def read_vsgnet_file(path: Path, size: Sequence[int], names: dict[str, int] | None = None) -> ImageDetections:
+def read_vsgnet_file(path: Path, size: Sequence[int], names: dict[str, int] | None = None) -> ImageProposals:
     """One VSGNet detection file -> all its detections in the annotation convention.
 
     Args:
@@ -67,27 +66,27 @@ def read_vsgnet_file(path: Path, size: Sequence[int], names: dict[str, int] | No
         scores = np.asarray([d["score"] for d in dets], dtype=np.float32).reshape(-1)
         classes = [str(d["class_str"]) for d in dets]
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise DetectError(f"{path}: expected a VSGNet detection file {EXPECTED} ({err!r})") from err
+        raise DetectorError(f"{path}: expected a VSGNet detection file {EXPECTED} ({err!r})") from err
     w, h = int(size[0]), int(size[1])
     if (width, height) != (w, h):
-        raise DetectError(f"{path}: W x H = {width} x {height}, but the annotation's image is {w} x {h}")
+        raise DetectorError(f"{path}: W x H = {width} x {height}, but the annotation's image is {w} x {h}")
     labels = np.empty(len(dets), dtype=np.int64)
     for k, name in enumerate(classes):
         if name not in names:
-            raise DetectError(f"{path}: detection {k}: class_str {name!r} is not a COCO class name")
+            raise DetectorError(f"{path}: detection {k}: class_str {name!r} is not a COCO class name")
         labels[k] = names[name]
     top, left, bottom, right = coords.T
     bad = ~np.isfinite(coords).all(axis=1) | (right < left) | (bottom < top)
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
-        raise DetectError(f"{path}: detection {k}: box_coords {coords[k].tolist()} is not [top, left, bottom, right] "
+        raise DetectorError(f"{path}: detection {k}: box_coords {coords[k].tolist()} is not [top, left, bottom, right] "
                           "with top <= bottom, left <= right")
     boxes = continuous_to_inclusive(np.stack([left, top, right, bottom], axis=1), w, h)
-    return ImageDetections(boxes, scores, labels)
+    return ImageProposals(boxes, scores, labels)
 
 
 def read_vsgnet_dir(folder: Path, filenames: Sequence[str], sizes: Sequence[Sequence[int]],
-                    allow_missing: bool = False) -> list[ImageDetections]:
+                    allow_missing: bool = False) -> list[ImageProposals]:
     """The detections of every image (``folder/<image name without extension>.json``), in order."""
     names = coco_name_to_hico()
     out = []
@@ -95,8 +94,8 @@ def read_vsgnet_dir(folder: Path, filenames: Sequence[str], sizes: Sequence[Sequ
         path = Path(folder) / (Path(name).stem + ".json")
         if not path.is_file():
             if not allow_missing:
-                raise DetectError(f"no detections file for this image: {path} (use --allow-missing to accept that)")
-            out.append(ImageDetections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)))
+                raise DetectorError(f"no detections file for this image: {path} (use --allow-missing to accept that)")
+            out.append(ImageProposals(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)))
             continue
         out.append(read_vsgnet_file(path, size, names))
     return out

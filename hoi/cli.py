@@ -14,7 +14,7 @@ import importlib
 import sys
 from typing import Sequence
 
-from .errors import run_main
+from hoi.errors import run_main
 
 COMMANDS: dict[str, str] = {
     "pretrain": "hoi.commands.pretrain",
@@ -71,7 +71,7 @@ def _main(argv: list[str]) -> int:
     if command is None:
         parser.print_help()
         return 2 if argv else 0
-    from .engine.memory import fix_mmap_threshold
+    from hoi.engine.memory import fix_mmap_threshold
 
     fix_mmap_threshold()  # flat resident memory over long runs (hoi/engine/memory.py)
     return int(_load(command).run(args) or 0)

@@ -15,7 +15,7 @@ from typing import Any, Sequence, TypeVar
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from .errors import UserError
+from hoi.errors import UserError
 
 T = TypeVar("T")
 

@@ -28,7 +28,7 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .errors import UserError
+from hoi.errors import UserError
 
 ALLOW_FLAG = "--allow-mismatch"
 # What makes two feature caches comparable: a model trained on one can be tested on the other.

@@ -35,9 +35,9 @@ sys.path.insert(0, str(REPO / "scripts"))
 from bench_eval import JITTER_PX, SEED, SHARED, replicate  # noqa: E402
 
 from hoi.data import hico_metadata, load_annotations  # noqa: E402
-from hoi.evaluation import HOIDetections, evaluate  # noqa: E402
+from hoi.evaluation import HOIResults, evaluate  # noqa: E402
 from hoi.evaluation.diagnose import ERROR_TYPES, diagnose, summary_table, without_error_type  # noqa: E402
-from hoi.vis.diagnosis import save_diagnosis_figures  # noqa: E402
+from hoi.vis.diagnosis_plots import save_diagnosis_figures  # noqa: E402
 
 
 def timed(fn: Callable[[], Any], runs: int) -> tuple[list[float], Any]:
@@ -66,7 +66,7 @@ def main() -> int:
     warnings.simplefilter("ignore")
 
     anno = load_annotations(args.anno)
-    det = replicate(HOIDetections.load(args.base), args.target, np.random.default_rng(SEED))
+    det = replicate(HOIResults.load(args.base), args.target, np.random.default_rng(SEED))
     names = hico_metadata().hoi_names
     print(f"annotations: {args.anno} ({len(anno['filenames'])} images)")
     print(f"detections: {len(det):,} ({args.base.name} replicated, jitter {JITTER_PX} px), 1 thread, "

@@ -30,14 +30,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from hoi.data import load_annotations  # noqa: E402
-from hoi.evaluation import HOIDetections, evaluate  # noqa: E402
+from hoi.evaluation import HOIResults, evaluate  # noqa: E402
 
 SHARED = Path(os.environ.get("HOI_SHARED", REPO.parent / "shared")) / "hicodet"
 JITTER_PX = 3.0  # std of the box jitter of each replica, pixels
 SEED = 0
 
 
-def replicate(base: HOIDetections, target: int, rng: np.random.Generator) -> HOIDetections:
+def replicate(base: HOIResults, target: int, rng: np.random.Generator) -> HOIResults:
     """``base`` repeated until ``target`` rows; copies after the first get jittered boxes
     (kept well ordered) and new uniform scores."""
     reps = max(1, -(-target // max(len(base), 1)))
@@ -49,10 +49,10 @@ def replicate(base: HOIDetections, target: int, rng: np.random.Generator) -> HOI
             x1, x2 = np.minimum(j[:, 0], j[:, 2]), np.maximum(j[:, 0], j[:, 2])
             y1, y2 = np.minimum(j[:, 1], j[:, 3]), np.maximum(j[:, 1], j[:, 3])
             boxes.append(np.stack([x1, y1, x2, y2], axis=1))
-        parts.append(HOIDetections(base.image_index, boxes[0], boxes[1], base.object, base.hoi,
+        parts.append(HOIResults(base.image_index, boxes[0], boxes[1], base.object, base.hoi,
                                    rng.random(len(base))))
     cat = lambda k: np.concatenate([getattr(p, k) for p in parts])  # noqa: E731
-    return HOIDetections(cat("image_index"), cat("boxes_h"), cat("boxes_o"), cat("object"), cat("hoi"), cat("score"))
+    return HOIResults(cat("image_index"), cat("boxes_h"), cat("boxes_o"), cat("object"), cat("hoi"), cat("score"))
 
 
 def main() -> int:
@@ -70,7 +70,7 @@ def main() -> int:
         pass
 
     anno = load_annotations(args.anno)
-    det = replicate(HOIDetections.load(args.base), args.target, np.random.default_rng(SEED))
+    det = replicate(HOIResults.load(args.base), args.target, np.random.default_rng(SEED))
     print(f"annotations: {args.anno} ({len(anno['filenames'])} images)")
     print(f"detections: {len(det):,} ({args.base.name} replicated, jitter {JITTER_PX} px), "
           f"1 thread, {args.runs} runs")

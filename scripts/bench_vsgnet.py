@@ -21,12 +21,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from hoi.data import build_instances
-from hoi.data.cache import DetectionFile, FeatureFile, FeatureWriter, ImageDetections, write_detections
-from hoi.data.hoi_dataset import HOIDataset, collate, to_device
-from hoi.data.pairs import PairConfig
-from hoi.models.vsgnet import VSGNet, VSGNetConfig
-from hoi.training.config import HOITrainConfig
-from hoi.training.trainer import build_optimizer, compute_loss
+from hoi.data.cache import FeatureFile, FeatureWriter, ImageProposals, ProposalFile, write_proposals
+from hoi.hoi_config import HOITrainConfig
+from hoi.inputs.dataset import HOIDataset, collate, to_device
+from hoi.inputs.pairs import PairConfig
+from hoi.models.heads.vsgnet import VSGNet, VSGNetConfig
+from hoi.training.train_heads import build_optimizer, compute_loss
 
 
 def make_cache(root: Path, n: int, channels: int, size: int, humans: int, objects: int, seed: int = 0) -> dict:
@@ -39,11 +39,11 @@ def make_cache(root: Path, n: int, channels: int, size: int, humans: int, object
         xy = rng.uniform(1, 300, (k, 2))
         boxes = np.concatenate([xy, xy + rng.uniform(20, 300, (k, 2))], 1).clip(1, 480)
         labels = np.array([49] * humans + list(rng.integers(0, 49, objects)))
-        dets.append(ImageDetections(boxes, rng.uniform(0.6, 1.0, k), labels))
+        dets.append(ImageProposals(boxes, rng.uniform(0.6, 1.0, k), labels))
         records.append({"boxes_h": [boxes[0].tolist()], "boxes_o": [boxes[humans].tolist()], "hoi": [0],
                         "object": [int(labels[humans])], "verb": [0]})
     anno = build_instances(names, sizes, records)
-    write_detections(root / "det.h5", names, dets, {"detector": "bench"})
+    write_proposals(root / "det.h5", names, dets, {"detector": "bench"})
     w = FeatureWriter(root / "feat.h5", names, sizes, (channels, size, size), {"backbone": "bench"})
     for i in range(n):
         w.write(i, rng.standard_normal((channels, size, size)).astype(np.float16))
@@ -121,7 +121,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         anno = make_cache(root, args.images, args.channels, args.map, args.humans, args.objects)
-        dataset = HOIDataset(anno, DetectionFile(root / "det.h5"), FeatureFile(root / "feat.h5"),
+        dataset = HOIDataset(anno, ProposalFile(root / "det.h5"), FeatureFile(root / "feat.h5"),
                              range(args.images), PairConfig(), with_labels=True)
         per_image = np.mean([dataset.pairs_of(k).num_pairs for k in range(len(dataset))])
         print(f"cache: {args.images} images of {args.channels}x{args.map}x{args.map} float16, "

@@ -29,7 +29,7 @@ if [[ -z "$anno" ]]; then
   anno=$("$PY" - "$ckpt" "$split" <<'PY'
 import sys, torch
 from hoi.config import build_config
-from hoi.training.config import HOITrainConfig, data_path
+from hoi.hoi_config import HOITrainConfig, data_path
 cfg = build_config(HOITrainConfig, base=torch.load(sys.argv[1], weights_only=True)["config"])
 print(data_path(cfg.data, "annotations", sys.argv[2], cfg.arch))
 PY

@@ -151,7 +151,7 @@ def check_ops(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
 def check_detect(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
     import torch
 
-    from hoi.detection import Detectron2Input, DetectorSettings, build_detector, detect_batch
+    from hoi.detector import DetectorSettings, Detectron2Input, build_detector, detect_batch
 
     settings = DetectorSettings(weights="none", min_size=sizes.det_min_size, max_size=sizes.det_max_size)
     torch.manual_seed(0)
@@ -188,7 +188,6 @@ def _extractor(device):
 
 def check_extract(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
     import torch
-
     from rehearse_full_scale import _decode_rate
 
     model = _extractor(device)
@@ -332,7 +331,7 @@ def _synthetic_split(root: Path, n: int, channels: int, split: str, seed: int) -
     from rehearse_full_scale import DETECT_PAD, MAP_SIZE, features_provenance, synthetic_detections
 
     from hoi.data import build_instances, hico_metadata, save_annotations
-    from hoi.data.cache import DetectionWriter, FeatureWriter
+    from hoi.data.cache import FeatureWriter, ProposalWriter
     from hoi.provenance import annotation_fingerprint
 
     meta = hico_metadata()
@@ -353,7 +352,7 @@ def _synthetic_split(root: Path, n: int, channels: int, split: str, seed: int) -
     save_annotations(anno, path)
     fp = annotation_fingerprint(path, anno)
     cache = root / "cache"
-    dets = DetectionWriter(cache / f"detections_{split}.h5", names, DETECT_PAD,
+    dets = ProposalWriter(cache / f"detections_{split}.h5", names, DETECT_PAD,
                            {"kind": "detections", "source": "gpu_check", "annotation": fp})
     for i in range(n):
         dets.write(i, synthetic_detections(anno["annotation"][i], anno["size"][i], rng))
@@ -373,8 +372,8 @@ def check_vsgnet_train(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
     import torch
 
     from hoi.engine.distributed import DistInfo
-    from hoi.training.config import load_config
-    from hoi.training.trainer import run_training
+    from hoi.hoi_config import load_config
+    from hoi.training.train_heads import run_training
 
     data = out / "hoi_data"
     for stale in (data, out / "hoi_run"):  # a rerun into the same --out starts over

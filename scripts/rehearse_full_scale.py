@@ -10,7 +10,7 @@ or the process's own peak RSS when that is larger, as for a stage shorter than t
 1. ``convert_train`` / ``convert_test``: ``python -m data_prep.convert --hake`` (HAKE's training
    split) and ``--mat instances_test2015.json`` (accepted as it is).
 2. ``detect_train`` / ``detect_test``: detections made from the ground truth, written through the
-   real ``DetectionWriter`` (per-image writes, a flush per batch, ``finalize``) with the provenance
+   real ``ProposalWriter`` (per-image writes, a flush per batch, ``finalize``) with the provenance
    ``data_prep.detect`` records. Each distinct GT box is found with probability ``recall`` and
    jittered (normal noise, 5 % of its size); false detections are drawn at random places, up
    to the 15 humans / 15 objects that the pair stage keeps. Scores: true boxes Beta(6, 1.5)
@@ -155,15 +155,15 @@ def synthetic_detections(record: dict, size: Sequence[int], rng: np.random.Gener
                          max_humans: int = 15, max_objects: int = 15):
     """Detections of one image made from its GT record (see the module docstring).
 
-    Returns ImageDetections: boxes (K, 4) 1-based inclusive inside the image, scores, labels.
+    Returns ImageProposals: boxes (K, 4) 1-based inclusive inside the image, scores, labels.
     """
-    from data_prep.detect import gt_detections
-    from hoi.data.cache import ImageDetections
+    from data_prep.detect import gt_proposals
     from hoi.data.annotations import size_known
+    from hoi.data.cache import ImageProposals
     from hoi.data.metadata import NUM_OBJECTS, PERSON_OBJECT
 
     w, h = (int(size[0]), int(size[1])) if size_known(size) else ASSUMED_SIZE
-    gt = gt_detections({"annotation": [record], "size": [[w, h]]}, 0)
+    gt = gt_proposals({"annotation": [record], "size": [[w, h]]}, 0)
     keep = rng.random(len(gt)) < recall
     boxes, labels = gt.boxes[keep], gt.labels[keep]
     person = labels == PERSON_OBJECT
@@ -190,24 +190,24 @@ def synthetic_detections(record: dict, size: Sequence[int], rng: np.random.Gener
     boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(1, w)
     boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(1, h)
     boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2])
-    return ImageDetections(boxes, scores.astype(np.float32), labels)
+    return ImageProposals(boxes, scores.astype(np.float32), labels)
 
 
 def candidate_pairs(det, cfg) -> int:
-    """Number of (human, object) pairs the pair stage makes of ``det`` (hoi.data.pairs rules)."""
-    from hoi.data.pairs import select_detections
+    """Number of (human, object) pairs the pair stage makes of ``det`` (hoi.inputs.pairs rules)."""
+    from hoi.inputs.pairs import select_proposals
 
-    humans, objects = select_detections(det, cfg)
+    humans, objects = select_proposals(det, cfg)
     self_pairs = len(np.intersect1d(humans, objects)) if cfg.exclude_self_pairs else 0
     return len(humans) * len(objects) - self_pairs
 
 
 def stage_detect(args: argparse.Namespace) -> None:
-    """Detections of a split from its GT, through DetectionWriter, with data_prep.detect's provenance."""
+    """Detections of a split from its GT, through ProposalWriter, with data_prep.detect's provenance."""
     from data_prep.common import code_version
-    from hoi.data.cache import DetectionWriter
-    from hoi.data.pairs import PairConfig
+    from hoi.data.cache import ProposalWriter
     from hoi.data.validation import load_valid_annotations
+    from hoi.inputs.pairs import PairConfig
     from hoi.provenance import annotation_fingerprint
 
     anno = load_valid_annotations(args.anno)
@@ -217,7 +217,7 @@ def stage_detect(args: argparse.Namespace) -> None:
     out = Path(args.target)
     rng = np.random.default_rng(args.seed)
     names, sizes = anno["filenames"], anno["size"]
-    writer = DetectionWriter(out, names, DETECT_PAD, prov)
+    writer = ProposalWriter(out, names, DETECT_PAD, prov)
     cfg, n_det, n_pairs = PairConfig(), 0, 0
     t0 = time.perf_counter()
     for start in range(0, len(names), DETECT_BATCH):
@@ -300,13 +300,12 @@ def stage_bench(args: argparse.Namespace) -> None:
     import torch
 
     from hoi.data.cache import FeatureFile, FeatureWriter
-    from hoi.data.hoi_dataset import HOIDataset, collate
-    from hoi.models.vsgnet import VSGNet
-    from hoi.training.config import load_config
-    from hoi.training.data import open_split
-    from hoi.training.trainer import build_optimizer, compute_loss
-
     from hoi.engine.memory import fix_mmap_threshold
+    from hoi.hoi_config import load_config
+    from hoi.inputs.dataset import HOIDataset, collate
+    from hoi.inputs.loaders import open_split
+    from hoi.models.heads.vsgnet import VSGNet
+    from hoi.training.train_heads import build_optimizer, compute_loss
 
     torch.set_num_threads(1)
     fix_mmap_threshold()  # as the hoi command does
@@ -393,7 +392,7 @@ def _subset_inputs(hake: Path, test: Path, folder: Path, fraction: float) -> tup
     order; the test file keeps its rare split)."""
     from hoi.data.annotations import load_annotations, save_annotations
     from hoi.data.hake import read_hake
-    from hoi.training.data import subset_annotations
+    from hoi.inputs.loaders import subset_annotations
 
     folder.mkdir(parents=True, exist_ok=True)
     records = read_hake(hake)
@@ -443,7 +442,7 @@ def rehearse(args: argparse.Namespace) -> list[dict[str, Any]]:
         split_stats[split] = st
         row.update(images=st["images"], gt_pairs=st["gt_pairs"], detections=st["detections"],
                    candidate_pairs=st["candidate_pairs"], images_per_s=round(st["images"] / row["wall_s"], 1),
-                   note=f"GT-made detections through DetectionWriter (write {st['write_s']} s, "
+                   note=f"GT-made detections through ProposalWriter (write {st['write_s']} s, "
                         f"finalize {st['finalize_s']} s); the GPU detector itself is not run")
         rows.append(row)
     for split in ("train2015", "test2015"):

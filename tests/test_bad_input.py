@@ -28,7 +28,7 @@ from hoi.cli import main as hoi_main
 from hoi.data import hico_metadata, save_annotations
 from hoi.data.anno_mat import write_anno_bbox_mat
 from hoi.data.cache import FeatureFile, FeatureWriter
-from hoi.evaluation import HOIDetections
+from hoi.evaluation import HOIResults
 
 from .photos import make_photo_split, read_json
 from .test_vsgnet_synth import make_split, run_overrides
@@ -105,7 +105,7 @@ def test_test_features_unlike_the_training_features_are_refused(run_dir, tmp_pat
     # a researcher who means it: the override goes through and is recorded in the results
     assert hoi_main(["test", "--checkpoint", str(ckpt), "--out", str(out), "--features", str(other),
                      "--allow-mismatch"]) == 0
-    accepted = HOIDetections.load(out).meta["accepted_mismatches"]
+    accepted = HOIResults.load(out).meta["accepted_mismatches"]
     assert len(accepted) == 1 and f"field '{field}'" in accepted[0]
 
 
@@ -113,7 +113,7 @@ def test_results_of_another_annotation_are_refused_by_hoi_eval(run_dir, tmp_path
     root, ckpt = run_dir
     results = tmp_path / "r.npz"
     assert hoi_main(["test", "--checkpoint", str(ckpt), "--out", str(results)]) == 0
-    assert HOIDetections.load(results).meta["annotation"]["num_images"] == 4
+    assert HOIResults.load(results).meta["annotation"]["num_images"] == 4
     other = tmp_path / "other"
     make_split(other, "test2015", 4, seed=9)
     capsys.readouterr()
@@ -217,7 +217,7 @@ def test_bad_annotations_are_refused_wherever_they_enter(photos, tmp_path, capsy
         "eval": lambda: hoi_main(["eval", "--anno", str(bad), "--detections", str(tmp_path / "x.npz")]),
         "convert": lambda: convert_main(["--mat", str(bad), "--out", str(tmp_path / "conv")]),
     }
-    HOIDetections.empty().save(tmp_path / "x.npz")
+    HOIResults.empty().save(tmp_path / "x.npz")
     for stage, run in runs.items():
         assert run() == 2, stage
         line = one_error(capsys.readouterr().err, bad)
@@ -237,13 +237,13 @@ def test_convert_refuses_a_broken_mat_before_writing(photos, tmp_path, capsys) -
     assert not list(out.glob("*.json"))
 
 
-def _results(anno: dict, **changes) -> HOIDetections:
+def _results(anno: dict, **changes) -> HOIResults:
     meta = hico_metadata()
     rows = []
     for i, pair in enumerate(anno["annotation"]):
         for bh, bo, h in zip(pair["boxes_h"], pair["boxes_o"], pair["hoi"]):
             rows.append((i, bh, bo, h))
-    det = HOIDetections([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+    det = HOIResults([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
                         [int(meta.hoi_object[r[3]]) for r in rows], [r[3] for r in rows],
                         np.linspace(0.9, 0.5, len(rows)))
     for key, (row, value) in changes.items():
@@ -488,14 +488,14 @@ def test_torchrun_rank_errors_are_one_line(tmp_path) -> None:
 def test_detection_writer_on_a_full_disk_raises_and_resumes(tmp_path) -> None:
     """The partial detections file takes its space at the first write (HDF5 fills contiguous
     datasets then): a full disk raises there, in one line, and the rerun resumes."""
-    from hoi.data.cache import DetectionFile, DetectionWriter, ImageDetections
+    from hoi.data.cache import ImageProposals, ProposalFile, ProposalWriter
     from hoi.errors import DiskFullError
 
     disk = mount_tmpfs(tmp_path / "disk", "2m")
     try:
         names = [f"HICO_test2015_{i:08d}.jpg" for i in range(300)]
-        det = ImageDetections(np.tile([[1, 2, 30, 40]], (100, 1)), np.full(100, 0.5), np.full(100, 49))
-        writer = DetectionWriter(disk / "d.h5", names, 100, {"kind": "detections"})
+        det = ImageProposals(np.tile([[1, 2, 30, 40]], (100, 1)), np.full(100, 0.5), np.full(100, 49))
+        writer = ProposalWriter(disk / "d.h5", names, 100, {"kind": "detections"})
         (disk / "filler").write_bytes(b"\0" * (shutil.disk_usage(disk).free - 20_000))
         with pytest.raises(DiskFullError, match=r"d.h5.partial: the disk filled up while writing"):
             for i in range(len(names)):
@@ -504,11 +504,11 @@ def test_detection_writer_on_a_full_disk_raises_and_resumes(tmp_path) -> None:
         assert not writer.done.any()
         writer.file.close()
         (disk / "filler").unlink()
-        writer = DetectionWriter(disk / "d.h5", names, 100, {"kind": "detections"})
+        writer = ProposalWriter(disk / "d.h5", names, 100, {"kind": "detections"})
         for i in writer.pending():
             writer.write(i, det)
         writer.finalize()
-        assert len(DetectionFile(disk / "d.h5")[299]) == 100
+        assert len(ProposalFile(disk / "d.h5")[299]) == 100
     finally:
         unmount(disk)
 

@@ -18,6 +18,7 @@ from hoi.data.anno_mat import (
     write_anno_mat,
     write_official_mat,
 )
+
 from .hicodet_synth import make_instances
 
 H1, H2, O1 = [10, 20, 50, 90], [30, 25, 70, 95], [40, 40, 100, 80]

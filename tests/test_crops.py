@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from data_prep.crops import main as crops_main
-from hoi.data.imagefolder import scan_image_folder
+from hoi.pretrain.imagefolder import scan_image_folder
 
 from .photos import make_photo_split
 

@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from data_prep.detect import gt_detections, main as detect_main
-from hoi.detection import DetectorSettings, detectron2_cfg
-from hoi.data.cache import DetectionFile
+from data_prep.detect import gt_proposals
+from data_prep.detect import main as detect_main
+from hoi.data.cache import ProposalFile
 from hoi.data.metadata import PERSON_OBJECT, hico_metadata
+from hoi.detector import DetectorSettings, detectron2_cfg
 from hoi.detectron2_compat import import_detectron2
 
 from .photos import make_photo_split, read_json
@@ -77,7 +78,7 @@ def reference(split, anchor_weights, tmp_path_factory) -> Path:
 
 def test_faster_rcnn_detections_file(split, anchor_weights, reference) -> None:
     anno = read_json(split[1])
-    det = DetectionFile(reference)
+    det = ProposalFile(reference)
     assert det.filenames == anno["filenames"] and not Path(str(reference) + ".partial").exists()
     assert det.provenance["config"] == CONFIG and det.provenance["score_thresh"] == 0.05
     assert det.provenance["weights_sha256"] and len(det.provenance["weights_sha256"]) == 64
@@ -96,7 +97,7 @@ def test_batched_run_with_score_and_count_limits(split, anchor_weights, tmp_path
     out = tmp_path / "few.h5"
     args = _args(split, anchor_weights, out, "--max-per-image", "3", "--score-thresh", "0.5", batch=3)
     assert detect_main(args) == 0
-    det = DetectionFile(out)
+    det = ProposalFile(out)
     assert all(1 <= len(det[i]) <= 3 for i in range(len(det)))
     assert det.provenance["max_per_image"] == 3
 
@@ -135,11 +136,11 @@ def test_ground_truth_source(split, tmp_path) -> None:
         "object": [41, PERSON_OBJECT], "verb": [36, 31],
         "hoi": [int(hico_metadata().pair_to_hoi[41, 36]), int(hico_metadata().pair_to_hoi[PERSON_OBJECT, 31])],
     }
-    d = gt_detections(anno, 0)
+    d = gt_proposals(anno, 0)
     assert d.labels.tolist() == [PERSON_OBJECT, 41, PERSON_OBJECT]
     assert d.boxes.tolist() == [[1, 1, 50, 80], [60, 10, 90, 40], [40, 2, 70, 70]]
     assert (d.scores == 1).all()
-    j1, j2 = gt_detections(anno, 0, jitter=0.1, seed=3), gt_detections(anno, 0, jitter=0.1, seed=3)
+    j1, j2 = gt_proposals(anno, 0, jitter=0.1, seed=3), gt_proposals(anno, 0, jitter=0.1, seed=3)
     assert np.array_equal(j1.boxes, j2.boxes) and not np.array_equal(j1.boxes, d.boxes)
     w, h = anno["size"][0]
     assert (j1.boxes[:, 2] <= w).all() and (j1.boxes[:, :2] >= 1).all()
@@ -147,7 +148,7 @@ def test_ground_truth_source(split, tmp_path) -> None:
     path.write_text(json.dumps(anno))
     out = tmp_path / "gt.h5"
     assert detect_main(["--source", "gt", "--anno", str(path), "--out", str(out), "--jitter", "0.1", "--seed", "3"]) == 0
-    np.testing.assert_array_equal(DetectionFile(out)[0].boxes, j1.boxes)
+    np.testing.assert_array_equal(ProposalFile(out)[0].boxes, j1.boxes)
 
 
 def test_import_source(split, tmp_path, capsys) -> None:
@@ -162,7 +163,7 @@ def test_import_source(split, tmp_path, capsys) -> None:
     args = ["--source", "import", "--anno", str(split[1]), "--out", str(out), "--import-dir", str(folder),
             "--import-labels", "coco80", "--import-boxes", "0-based"]
     assert detect_main(args) == 0
-    d = DetectionFile(out)[0]
+    d = ProposalFile(out)[0]
     assert d.boxes.tolist() == [[1, 1, 10, 20], [6, 6, 31, 31]]
     meta = hico_metadata()
     assert d.labels.tolist() == [PERSON_OBJECT, int(meta.coco80_to_hico[42])]
@@ -187,7 +188,7 @@ def test_resume_after_sigkill(split, anchor_weights, reference, tmp_path) -> Non
     rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "2 of 4 images of this rank already done; 2 to go" in rerun.stdout
-    ref, got = DetectionFile(reference), DetectionFile(out)
+    ref, got = ProposalFile(reference), ProposalFile(out)
     for i in range(4):
         np.testing.assert_allclose(got[i].boxes, ref[i].boxes, atol=1e-3)
         np.testing.assert_allclose(got[i].scores, ref[i].scores, atol=1e-5)
@@ -202,7 +203,7 @@ def test_torchrun_two_ranks_equal_one_process(split, anchor_weights, reference, 
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "merged 2 parts" in proc.stdout and not list(tmp_path.glob("*.partial"))
-    ref, got = DetectionFile(reference), DetectionFile(out)
+    ref, got = ProposalFile(reference), ProposalFile(out)
     assert got.filenames == ref.filenames
     for i in range(4):
         np.testing.assert_allclose(got[i].boxes, ref[i].boxes, atol=1e-3)

@@ -11,7 +11,7 @@ import pytest
 from hoi.cli import main as hoi_main
 from hoi.data import build_instances, hico_metadata, load_annotations
 from hoi.data.annotations import ground_truth_arrays
-from hoi.evaluation import HOIDetections, evaluate, recall_thresholds
+from hoi.evaluation import HOIResults, evaluate, recall_thresholds
 from hoi.evaluation.diagnose import ERROR_TYPES, TRUE_POSITIVE, diagnose, without_error_type
 
 PER_TYPE = 3  # injected false positives of each type
@@ -128,7 +128,7 @@ class Injected:
         keep = [k for k, s in enumerate(rows["score"]) if s is not None]
         self.kind = [self.kind[k] for k in keep]
         hoi = np.asarray(rows["hoi"])[keep]
-        self.det = HOIDetections(np.asarray(rows["image_index"])[keep], np.stack(rows["boxes_h"])[keep],
+        self.det = HOIResults(np.asarray(rows["image_index"])[keep], np.stack(rows["boxes_h"])[keep],
                                  np.stack(rows["boxes_o"])[keep], META.hoi_object[hoi], hoi,
                                  np.asarray(rows["score"], dtype=object)[keep].astype(float))
 
@@ -247,7 +247,7 @@ def _scene(pairs: list[tuple[list, list, int]], dets: list[tuple[list, list, int
     p = {"boxes_h": [a for a, _, _ in pairs], "boxes_o": [b for _, b, _ in pairs], "hoi": [c for *_, c in pairs],
          "object": [int(META.hoi_object[c]) for *_, c in pairs], "verb": [int(META.hoi_verb[c]) for *_, c in pairs]}
     data = build_instances(["HICO_test2015_00000001.jpg"], [(640, 480)], [p])
-    det = HOIDetections(np.zeros(len(dets), dtype=np.int64), [d[0] for d in dets], [d[1] for d in dets],
+    det = HOIResults(np.zeros(len(dets), dtype=np.int64), [d[0] for d in dets], [d[1] for d in dets],
                         [int(META.hoi_object[d[2]]) for d in dets], [d[2] for d in dets], [d[3] for d in dets])
     diag = diagnose(data, det, classes="annotated")
     out = np.empty(len(dets), dtype=object)
@@ -345,7 +345,7 @@ def test_an_empty_split_is_null_in_json() -> None:
     data = build_instances(["HICO_test2015_00000001.jpg"], [(640, 480)],
                            [{"boxes_h": [H], "boxes_o": [O], "hoi": [c1], "object": [int(META.hoi_object[c1])],
                              "verb": [int(META.hoi_verb[c1])]}])
-    det = HOIDetections([0, 0], [H, H2], [O, O2], [int(META.hoi_object[c1])] * 2, [c1, c1], [0.9, 0.95])
+    det = HOIResults([0, 0], [H, H2], [O, O2], [int(META.hoi_object[c1])] * 2, [c1, c1], [0.9, 0.95])
     d = diagnose(data, det, classes="annotated").to_dict()
     empty = "non_rare" if c1 in set(data["rare"]) else "rare"
     assert d["map"][empty] is None and d["map_gain_if_removed"]["background"][empty] is None

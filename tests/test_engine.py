@@ -16,11 +16,16 @@ import torch.multiprocessing as mp
 
 from hoi.engine import checkpoint as ckpt_mod
 from hoi.engine.checkpoint import CheckpointError, atomic_save, load_checkpoint
-from hoi.engine.distributed import ShardedSampler, all_gather_objects, all_gather_variable, all_reduce_sum
+from hoi.engine.distributed import (
+    ShardedSampler,
+    all_gather_objects,
+    all_gather_variable,
+    all_reduce_sum,
+)
 from hoi.engine.logging import MetricsWriter, read_metrics
 from hoi.engine.seed import capture_rng_state, restore_rng_state, seed_everything
 from hoi.pretrain.schedule import lr_factor, warmup_step_scheduler
-from hoi.pretrain.trainer import topk_correct
+from hoi.pretrain.train_backbone import topk_correct
 
 
 def test_atomic_save_leaves_the_old_file_when_writing_fails(tmp_path, monkeypatch):

@@ -13,15 +13,15 @@ import scipy.io
 from hoi.cli import main as hoi_main
 from hoi.data import AnnotationError, hico_metadata
 from hoi.data.anno_mat import read_image_labels, write_anno_mat
+from hoi.data.annotations import ground_truth_arrays
 from hoi.evaluation import (
-    DetectionError,
-    HOIDetections,
+    HOIResults,
+    ResultsError,
     evaluate,
     known_object_images,
     known_object_images_from_labels,
     recall_thresholds,
 )
-from hoi.data.annotations import ground_truth_arrays
 from hoi.evaluation.matlab import export_matlab, read_matlab
 
 from .hicodet_synth import make_instances
@@ -48,7 +48,7 @@ def _iou_loop(a, b) -> float:
     return 0.0
 
 
-def _oracle(data: dict, det: HOIDetections, setting: str) -> np.ndarray:
+def _oracle(data: dict, det: HOIResults, setting: str) -> np.ndarray:
     """A line-by-line loop version of eval_one.m + VOCevaldet_bboxpair.m (slow, small sets only)."""
     meta = hico_metadata()
     contains = known_object_images(ground_truth_arrays(data), 80)
@@ -86,7 +86,7 @@ def _oracle(data: dict, det: HOIDetections, setting: str) -> np.ndarray:
     return ap
 
 
-def _random_detections(data: dict, rng: np.random.Generator, n_extra: int = 60) -> HOIDetections:
+def _random_detections(data: dict, rng: np.random.Generator, n_extra: int = 60) -> HOIResults:
     """Jittered copies of GT (some twice), wrong-class and random boxes, quantised (tied) scores,
     detections on images without GT; rows shuffled."""
     meta = hico_metadata()
@@ -109,7 +109,7 @@ def _random_detections(data: dict, rng: np.random.Generator, n_extra: int = 60) 
     bo = np.concatenate([np.minimum(bo[:, :2], bo[:, 2:]), np.maximum(bo[:, :2], bo[:, 2:])], 1)
     score = rng.integers(0, 5, size=len(hoi)) / 4  # many ties
     perm = rng.permutation(len(hoi))
-    return HOIDetections(img[perm], bh[perm], bo[perm], meta.hoi_object[hoi[perm]], hoi[perm], score[perm])
+    return HOIResults(img[perm], bh[perm], bo[perm], meta.hoi_object[hoi[perm]], hoi[perm], score[perm])
 
 
 @pytest.fixture()
@@ -118,10 +118,10 @@ def small() -> dict:
                           hois=[0, 1, 2, 5, 160, 161, 599], empty=(3,))
 
 
-def _one(data: dict, img, h, o, hoi, score) -> HOIDetections:
+def _one(data: dict, img, h, o, hoi, score) -> HOIResults:
     meta = hico_metadata()
     hoi = np.asarray(hoi)
-    return HOIDetections(np.asarray(img), np.asarray(h, float), np.asarray(o, float), meta.hoi_object[hoi], hoi,
+    return HOIResults(np.asarray(img), np.asarray(h, float), np.asarray(o, float), meta.hoi_object[hoi], hoi,
                          np.asarray(score, float))
 
 
@@ -148,7 +148,7 @@ def test_recall_thresholds_are_matlab_colon() -> None:
 @pytest.mark.parametrize("name", ["perfect", "noisy"])
 def test_reference_results_class_by_class(shared_dir, name) -> None:
     ref = shared_dir / "hicodet" / "eval_reference"
-    result = evaluate(shared_dir / "hicodet" / "instances_test2015.json", HOIDetections.load(ref / f"{name}.npz"))
+    result = evaluate(shared_dir / "hicodet" / "instances_test2015.json", HOIResults.load(ref / f"{name}.npz"))
     for setting, suffix in (("default", "def"), ("known_object", "ko")):
         with (ref / f"{name}_{suffix}.tsv").open() as f:
             rows = list(csv.DictReader(f, delimiter="\t"))
@@ -175,7 +175,7 @@ def test_equals_loop_oracle(small, seed) -> None:
 
 def test_perfect_detections_give_one(small) -> None:
     gt = ground_truth_arrays(small)
-    det = HOIDetections(gt.image_index, gt.boxes_h, gt.boxes_o, gt.object, gt.hoi, np.ones(len(gt.hoi)))
+    det = HOIResults(gt.image_index, gt.boxes_h, gt.boxes_o, gt.object, gt.hoi, np.ones(len(gt.hoi)))
     result = evaluate(small, det)
     present = np.unique(gt.hoi)
     for setting in ("default", "known_object"):
@@ -262,7 +262,7 @@ def test_bad_detections_are_refused(small, field, row, value, match) -> None:
     getattr(det, field)[row] = value
     if field == "hoi":
         det.object[row] = 0
-    with pytest.raises(DetectionError, match=match):
+    with pytest.raises(ResultsError, match=match):
         evaluate(small, det)
 
 
@@ -274,15 +274,15 @@ def test_bad_annotations_are_refused(small) -> None:
         evaluate(broken, det)
     with pytest.raises(AnnotationError, match="expected a JSON object"):
         evaluate([1, 2], det)  # type: ignore[arg-type]
-    with pytest.raises(DetectionError, match="'hoi' has 2 rows"):
-        HOIDetections(np.zeros(3), np.zeros((3, 4)), np.zeros((3, 4)), np.zeros(3), np.zeros(2), np.zeros(3))
-    with pytest.raises(DetectionError, match="'image_index'.*integers"):
-        HOIDetections(np.array([0.5]), np.zeros((1, 4)), np.zeros((1, 4)), [0], [0], [1.0])
+    with pytest.raises(ResultsError, match="'hoi' has 2 rows"):
+        HOIResults(np.zeros(3), np.zeros((3, 4)), np.zeros((3, 4)), np.zeros(3), np.zeros(2), np.zeros(3))
+    with pytest.raises(ResultsError, match="'image_index'.*integers"):
+        HOIResults(np.array([0.5]), np.zeros((1, 4)), np.zeros((1, 4)), [0], [0], [1.0])
 
 
 def test_empty_detection_set_warns_and_gives_zero(small) -> None:
     with pytest.warns(UserWarning, match="empty"):
-        r = evaluate(small, HOIDetections.empty())
+        r = evaluate(small, HOIResults.empty())
     assert r["default"].full == 0.0 and r["known_object"].full == 0.0
 
 
@@ -294,7 +294,7 @@ def test_results_file_round_trip(small, tmp_path, suffix) -> None:
     det.filenames = list(small["filenames"])
     det.meta = {"model": "test"}
     det.save(tmp_path / f"r{suffix}")
-    back = HOIDetections.load(tmp_path / f"r{suffix}")
+    back = HOIResults.load(tmp_path / f"r{suffix}")
     for k in ("image_index", "boxes_h", "boxes_o", "object", "hoi", "score"):
         assert np.array_equal(getattr(back, k), getattr(det, k))
     assert back.filenames == det.filenames and back.meta == det.meta
@@ -304,11 +304,11 @@ def test_filenames_map_to_annotation_order(small) -> None:
     det = _random_detections(small, np.random.default_rng(2))
     expected = evaluate(small, det)["default"].ap
     perm = np.random.default_rng(0).permutation(len(small["filenames"]))
-    shuffled = HOIDetections(np.argsort(perm)[det.image_index], det.boxes_h, det.boxes_o, det.object, det.hoi,
+    shuffled = HOIResults(np.argsort(perm)[det.image_index], det.boxes_h, det.boxes_o, det.object, det.hoi,
                              det.score, [small["filenames"][p] for p in perm])
     assert np.array_equal(evaluate(small, shuffled)["default"].ap, expected)
     shuffled.filenames[0] = "unknown.jpg"
-    with pytest.raises(DetectionError, match="unknown.jpg"):
+    with pytest.raises(ResultsError, match="unknown.jpg"):
         evaluate(small, shuffled)
 
 
@@ -343,7 +343,7 @@ def test_matlab_reader_on_a_scipy_written_file(small, tmp_path) -> None:
     assert det.hoi.tolist() == [0, 0, 599] and det.image_index.tolist() == [2, 2, 4]
     assert det.boxes_h[0].tolist() == [1, 2, 11, 12] and det.boxes_o[2].tolist() == [1, 1, 6, 6]
     assert det.score.tolist() == [0.75, 0.5, 0.25]
-    with pytest.raises(DetectionError, match=r"expected a cell array of shape \(600, 11\)"):
+    with pytest.raises(ResultsError, match=r"expected a cell array of shape \(600, 11\)"):
         read_matlab(tmp_path / "detections.mat", n + 1)
 
 
@@ -374,7 +374,7 @@ def test_hoi_eval_command(small, tmp_path, capsys) -> None:
 def test_annotated_classes_average_only_classes_with_ground_truth() -> None:
     """On a test set covering few classes, ``classes="annotated"`` averages over those only."""
     from hoi.data import build_instances
-    from hoi.evaluation import HOIDetections, evaluate
+    from hoi.evaluation import HOIResults, evaluate
 
     meta = hico_metadata()
     cup, horse = meta.objects.index("cup"), meta.objects.index("horse")
@@ -384,7 +384,7 @@ def test_annotated_classes_average_only_classes_with_ground_truth() -> None:
     pairs = [{"boxes_h": [box_h], "boxes_o": [box_o], "hoi": [h], "object": [o], "verb": [v]}
              for h, o, v in ((hoi_a, cup, hold), (hoi_b, horse, ride))]
     data = build_instances(["a.jpg", "b.jpg"], [[100, 100], [100, 100]], pairs)
-    det = HOIDetections(image_index=np.array([0, 1]), boxes_h=np.array([box_h] * 2, dtype=float),
+    det = HOIResults(image_index=np.array([0, 1]), boxes_h=np.array([box_h] * 2, dtype=float),
                         boxes_o=np.array([box_o] * 2, dtype=float), object=np.array([cup, horse]),
                         hoi=np.array([hoi_a, hoi_b]), score=np.array([0.9, 0.8]))
     with pytest.warns(UserWarning, match="no GT pair"):

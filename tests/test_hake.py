@@ -10,7 +10,13 @@ import pytest
 from PIL import Image
 
 from data_prep.convert import convert_hake, main
-from hoi.data import AnnotationError, hico_metadata, load_annotations, pair_counts, validate_annotations
+from hoi.data import (
+    AnnotationError,
+    hico_metadata,
+    load_annotations,
+    pair_counts,
+    validate_annotations,
+)
 from hoi.data.hake import UNKNOWN_SIZE
 from hoi.data.images import check_image_size
 

@@ -18,9 +18,9 @@ from hoi.cli import main as hoi_main
 from hoi.data import load_annotations, pair_counts
 from hoi.engine.distributed import DistInfo
 from hoi.engine.logging import read_metrics
-from hoi.evaluation import HOIDetections, evaluate
-from hoi.training.config import load_config
-from hoi.training.trainer import run_training
+from hoi.evaluation import HOIResults, evaluate
+from hoi.hoi_config import load_config
+from hoi.training.train_heads import run_training
 
 from .test_vsgnet_synth import make_split, run_overrides
 
@@ -52,7 +52,7 @@ def test_overfits_a_tiny_train_set(data_root: Path, tmp_path: Path) -> None:
     anno = load_annotations(data_root / "instances_train2015.json")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = evaluate(anno, HOIDetections.load(results), "default")["default"]
+        res = evaluate(anno, HOIResults.load(results), "default")["default"]
     present = pair_counts(anno) > 0
     # the official mean runs over all 600 classes; only the ones in these images can score
     assert res.ap[present].mean() > 0.9, res.ap[present]
@@ -114,10 +114,10 @@ def test_checkpoint_of_another_model_is_refused(data_root: Path, tmp_path: Path)
     ckpt["arch"]["heads"]["head_channels"] = 64
     ckpt["config"]["model"]["head_channels"] = 64
     torch.save(ckpt, tmp_path / "other.pth")
-    from hoi.engine.checkpoint import CheckpointError
     import argparse
 
-    from hoi.training.testing import run_test, test_config
+    from hoi.engine.checkpoint import CheckpointError
+    from hoi.inference.test_split import run_test, test_config
 
     args = argparse.Namespace(checkpoint=str(tmp_path / "other.pth"), split="train2015", out=str(tmp_path / "x.npz"),
                               anno=None, detections=None, features=None, batch_size=None, workers=None,

@@ -1,4 +1,4 @@
-"""The official VSGNet label rule (hoi.data.official_labels) against labels worked out by hand,
+"""The official VSGNet label rule (hoi.inputs.pair_labels) against labels worked out by hand,
 and the defaults / alternatives of pairs.label_rule and pairs.exclude_self_pairs."""
 
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hoi.data.cache import ImageDetections
-from hoi.data.official_labels import merge_boxes, official_iou, official_pair_labels
-from hoi.data.pairs import PairConfig, image_pairs, pair_labels
-from hoi.training.config import load_config
+from hoi.data.cache import ImageProposals
+from hoi.hoi_config import load_config
+from hoi.inputs.pair_labels import merge_boxes, official_iou, official_pair_labels
+from hoi.inputs.pairs import PairConfig, image_pairs, pair_labels
 
 ROOT_CONFIG = "configs/hico/base.yaml"
 
@@ -106,7 +106,7 @@ def test_image_pairs_default_is_official_with_self_pairs() -> None:
     # two humans and one object, scores above the thresholds; objects = [object, h0, h1]
     rows = [[*b, 0.9, 49] for b in _stored(HUMANS_CONT[:2]).tolist()] + [[*_stored(OBJECTS_CONT[3:4])[0].tolist(), 0.8, 3]]
     rows = np.asarray(rows)
-    det = ImageDetections(rows[:, :4], rows[:, 4], rows[:, 5].astype(int))
+    det = ImageProposals(rows[:, :4], rows[:, 4], rows[:, 5].astype(int))
     anno = {"boxes_h": GT_H, "boxes_o": GT_O, "object": GT_OBJECT, "verb": GT_VERB, "hoi": [0] * 5}
     pairs = image_pairs(det, PairConfig(), anno)
     got = _as_sets(pairs.labels, pairs.pair_h, pairs.pair_o)

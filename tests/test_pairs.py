@@ -1,4 +1,4 @@
-"""Pair building, labels, spatial maps and geometry (hoi.data.pairs, hoi.data.spatial)."""
+"""Pair building, labels, spatial maps and geometry (hoi.inputs.pairs, hoi.models.heads.pair_spatial)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import numpy as np
 import torch
 
 from hoi.data.boxes import iou_matrix_inclusive
-from hoi.data.cache import ImageDetections
-from hoi.data.hoi_dataset import collate
-from hoi.data.pairs import PairConfig, all_pairs, image_pairs, iou_matrix, select_detections
-from hoi.data.spatial import interaction_maps, pair_geometry
+from hoi.data.cache import ImageProposals
+from hoi.inputs.dataset import collate
+from hoi.inputs.pairs import PairConfig, all_pairs, image_pairs, iou_matrix, select_proposals
+from hoi.models.heads.pair_spatial import interaction_maps, pair_geometry
 
 
 def _dets(rows):
     rows = np.asarray(rows, dtype=np.float64)
-    return ImageDetections(rows[:, :4], rows[:, 4], rows[:, 5].astype(int))
+    return ImageProposals(rows[:, :4], rows[:, 4], rows[:, 5].astype(int))
 
 
 def test_selection_thresholds_caps_and_humans_as_objects() -> None:
@@ -23,9 +23,9 @@ def test_selection_thresholds_caps_and_humans_as_objects() -> None:
     boxes = np.sort(rng.uniform(1, 100, (n, 2, 2)), axis=1).transpose(0, 2, 1).reshape(n, 4)[:, [0, 2, 1, 3]]
     scores = rng.uniform(0, 1, n)
     labels = np.where(np.arange(n) % 2 == 0, 49, 3)
-    det = ImageDetections(boxes, scores, labels)
+    det = ImageProposals(boxes, scores, labels)
     cfg = PairConfig(max_humans=5, max_objects=7)
-    humans, objects = select_detections(det, cfg)
+    humans, objects = select_proposals(det, cfg)
     assert len(humans) <= 5 and len(objects) <= 7
     assert (labels[humans] == 49).all() and (scores[humans] >= 0.6).all()
     assert np.all(np.diff(scores[humans]) <= 0)
@@ -36,7 +36,7 @@ def test_selection_thresholds_caps_and_humans_as_objects() -> None:
     expected = expected[np.argsort(-scores[expected], kind="stable")][:7]
     assert objects[: len(expected)].tolist() == expected.tolist()
     assert set(objects[len(expected):]) <= set(humans)
-    assert not set(select_detections(det, PairConfig(humans_as_objects=False))[1]) & set(humans)
+    assert not set(select_proposals(det, PairConfig(humans_as_objects=False))[1]) & set(humans)
 
 
 def test_pairs_exclude_self_and_are_human_major() -> None:

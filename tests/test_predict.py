@@ -17,7 +17,7 @@ from data_prep.detect import main as detect_main
 from data_prep.extract import main as extract_main
 from hoi.cli import main as hoi_main
 from hoi.data import hico_metadata
-from hoi.evaluation import HOIDetections
+from hoi.evaluation import HOIResults
 
 from .photos import make_photo_split
 from .test_bad_input import one_error
@@ -58,7 +58,7 @@ def test_predict_equals_hoi_test_on_the_same_images(trained, tmp_path) -> None:
     assert [Path(r["file"]).name for r in pred["images"]] == sorted(p.name for p in images.iterdir())
     results = tmp_path / "test.npz"
     assert hoi_main(["test", "--checkpoint", str(ckpt), "--split", SPLIT, "--out", str(results)]) == 0
-    ref = HOIDetections.load(results)
+    ref = HOIResults.load(results)
     meta = hico_metadata()
     for i, record in enumerate(pred["images"]):
         assert (record["width"], record["height"]) == tuple(json.loads(

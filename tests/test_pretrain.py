@@ -16,15 +16,25 @@ import torch
 from PIL import Image
 
 from hoi.cli import main as hoi_main
-from hoi.data.imagefolder import DatasetError, ImageFolderDataset, ImageReadError, eval_transform
 from hoi.engine.checkpoint import CheckpointError
 from hoi.engine.distributed import DistInfo
 from hoi.engine.logging import read_metrics
-from hoi.models.backbones import AttentionResNet, BackboneConfig, FrozenFeatureExtractor, create_backbone
+from hoi.models.backbones import (
+    AttentionResNet,
+    BackboneConfig,
+    FrozenFeatureExtractor,
+    create_backbone,
+)
 from hoi.models.weights import load_backbone_weights, read_state_dict, sha256_of
-from hoi.pretrain.config import load_pretrain_config
 from hoi.pretrain.export import export_backbone
-from hoi.pretrain.trainer import run_pretraining
+from hoi.pretrain.imagefolder import (
+    DatasetError,
+    ImageFolderDataset,
+    ImageReadError,
+    eval_transform,
+)
+from hoi.pretrain.pretrain_config import load_pretrain_config
+from hoi.pretrain.train_backbone import run_pretraining
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs" / "imagenet"
@@ -268,7 +278,7 @@ def test_resume_without_checkpoint_and_overwrite_are_refused(sac_run, small_data
 
 def test_total_batch_is_shared_by_the_processes():
     from hoi.config import ConfigError
-    from hoi.pretrain.config import per_process_batch
+    from hoi.pretrain.pretrain_config import per_process_batch
 
     assert per_process_batch(256, 4) == 64
     with pytest.raises(ConfigError, match="optim.batch_size=256 .* 3 processes"):

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import torch
 
-from hoi.pretrain.recipe import UNRECORDED, main as recipe_main, recipe_from_checkpoint, recipe_of_file, table_note, torchvision_hash
+from hoi.pretrain.recipe import (
+    UNRECORDED,
+    recipe_from_checkpoint,
+    recipe_of_file,
+    table_note,
+    torchvision_hash,
+)
+from hoi.pretrain.recipe import main as recipe_main
 
 REPO = Path(__file__).resolve().parents[1]
 

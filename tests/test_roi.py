@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from hoi.models.roi import align_roi_pool, official_cells, official_roi_pool
-from hoi.models.vsgnet import VSGNet, VSGNetConfig
+from hoi.models.heads.roi import align_roi_pool, official_cells, official_roi_pool
+from hoi.models.heads.vsgnet import VSGNet, VSGNetConfig
 
 
 def _official_reference(fmap, boxes, image, image_size, out):

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from data_prep.convert import main as convert_main
-from data_prep.synth import TEMPLATES, main as synth_main
+from data_prep.synth import TEMPLATES
+from data_prep.synth import main as synth_main
 from hoi.data import hico_metadata, validate_annotations
 from hoi.data.anno_mat import read_anno_bbox_mat, read_list_action
 

@@ -15,8 +15,8 @@ from hoi.cli import main as hoi_main
 from hoi.data import hico_metadata
 from hoi.data.annotations import load_annotations
 from hoi.data.images import load_rgb
-from hoi.evaluation import HOIDetections, evaluate
-from hoi.evaluation.curves import precision_recall, precision_recall_curves
+from hoi.evaluation import HOIResults, evaluate
+from hoi.evaluation.pr_curves import precision_recall, precision_recall_curves
 from hoi.models.backbones import AttentionResNet, backbone_config
 from hoi.vis import (
     VisError,
@@ -61,7 +61,7 @@ def _not_flat(arr: np.ndarray) -> bool:
 # ---------------------------------------------------------------- precision-recall
 
 
-def _noisy_detections(data: dict, rng: np.random.Generator) -> HOIDetections:
+def _noisy_detections(data: dict, rng: np.random.Generator) -> HOIResults:
     """GT pairs jittered (some beyond the IoU threshold), duplicates and random false positives."""
     meta = hico_metadata()
     rows = {k: [] for k in ("image_index", "boxes_h", "boxes_o", "hoi", "score")}
@@ -82,7 +82,7 @@ def _noisy_detections(data: dict, rng: np.random.Generator) -> HOIDetections:
             rows["hoi"].append(int(rng.choice(classes)))
             rows["score"].append(float(rng.random()))
     hoi = np.asarray(rows["hoi"])
-    return HOIDetections(np.asarray(rows["image_index"]), np.asarray(rows["boxes_h"]), np.asarray(rows["boxes_o"]),
+    return HOIResults(np.asarray(rows["image_index"]), np.asarray(rows["boxes_h"]), np.asarray(rows["boxes_o"]),
                          meta.hoi_object[hoi], hoi, np.asarray(rows["score"]), filenames=list(data["filenames"]))
 
 
@@ -93,7 +93,7 @@ def _ordered(box: np.ndarray) -> list[float]:
 
 
 @pytest.fixture(scope="module")
-def synth_eval() -> tuple[dict, HOIDetections, list[int]]:
+def synth_eval() -> tuple[dict, HOIResults, list[int]]:
     rng = np.random.default_rng(3)
     classes = [0, 1, 2, 155, 420]  # 155/420: other objects, so Known-Object drops some rows
     data = make_instances(rng, num_images=12, max_pairs=4, hois=classes)
@@ -161,7 +161,7 @@ def photo_split(tmp_path_factory) -> tuple[Path, Path, Path]:
     meta = hico_metadata()
     cup = meta.objects.index("cup")
     lo, _ = meta.object_hoi_range(cup)
-    det = HOIDetections(
+    det = HOIResults(
         image_index=np.array([0, 0, 0, 1]),
         boxes_h=np.array([[20, 20, 80, 70]] * 4, float),
         boxes_o=np.array([[90, 30, 140, 100], [90, 30, 140, 100], [100, 80, 150, 110], [90, 30, 140, 100]], float),
@@ -204,7 +204,7 @@ def test_detections_errors_name_the_problem(photo_split, tmp_path: Path) -> None
     empty.mkdir()
     with pytest.raises(VisError, match=r"not in the image folder .*empty.*HICO_test2015_00000001\.jpg"):
         save_detection_images(results, empty, tmp_path / "out")
-    det = HOIDetections.load(results)
+    det = HOIResults.load(results)
     det.filenames = None
     with pytest.raises(VisError, match="no 'filenames'.*--anno"):
         save_detection_images(det, images, tmp_path / "out")

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.detect import main as detect_main, parse_args
+from data_prep.detect import main as detect_main
+from data_prep.detect import parse_args
 from data_prep.vsgnet_detections import COCO80_NAMES, coco_name_to_hico
 from hoi.data.annotations import build_instances
-from hoi.data.cache import DetectionFile
+from hoi.data.cache import ProposalFile
 from hoi.data.metadata import hico_metadata
 
 NAMES = ["HICO_test2015_00000001.jpg", "HICO_test2015_00000002.jpg"]
@@ -42,7 +43,7 @@ def test_vsgnet_files_import_with_boxes_by_hand(tmp_path) -> None:
     anno, folder = _setup(tmp_path)
     out = tmp_path / "detections_test2015.h5"
     assert detect_main(_args(anno, folder, out)) == 0
-    f = DetectionFile(out)
+    f = ProposalFile(out)
     d = f[0]
     # [top, left, bottom, right] -> [left + 1, top + 1, right, bottom], clipped to [1, 640] x [1, 480]
     np.testing.assert_allclose(d.boxes, [[21.25, 11.5, 300.75, 400.0],

@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hoi.data.hoi_dataset import collate
 from hoi.engine.checkpoint import CheckpointError
-from hoi.models.vsgnet import VSGNet, VSGNetConfig, bce_log_space
-from hoi.training.trainer import load_model_state
+from hoi.inputs.dataset import collate
+from hoi.models.heads.vsgnet import VSGNet, VSGNetConfig, bce_log_space
+from hoi.training.train_heads import load_model_state
 
 TINY = VSGNetConfig(in_channels=8, block_channels=4, roi_size=3, head_hidden=16, head_channels=12,
                     spatial_size=20, spatial_channels=[4, 4])
@@ -57,7 +57,7 @@ def test_graph_branch_matches_a_per_image_loop() -> None:
             g_h = f_h + adj @ model.object_to_human(f_o)
             g_o = f_o + adj.t() @ model.human_to_object(f_h)
             pairs = torch.cat([g_h[b["pair_h"]], g_o[b["pair_o"]]], 1)
-            from hoi.data.spatial import interaction_maps
+            from hoi.models.heads.pair_spatial import interaction_maps
             maps = interaction_maps(b["boxes_h"][b["pair_h"]], b["boxes_o"][b["pair_o"]],
                                     b["image_size"][b["pair_image"]], TINY.spatial_size, TINY.spatial_value)
             a = model.spatial(maps)

@@ -12,7 +12,7 @@ import pytest
 
 from hoi.config import ConfigError, to_dict
 from hoi.data import build_instances, hico_metadata, save_annotations
-from hoi.data.cache import CacheError, FeatureWriter, ImageDetections, write_detections
+from hoi.data.cache import CacheError, FeatureWriter, ImageProposals, write_proposals
 from hoi.models.backbones import backbone_config
 from hoi.provenance import ProvenanceMismatch, annotation_fingerprint
 
@@ -59,7 +59,7 @@ def make_split(root: Path, split: str, num_images: int = 8, seed: int = 0, arch:
         boxes = humans + objects + [_box(rng, w, h) for _ in range(distractors)]
         labels = [49] * len(humans) + obj_class + [int(rng.integers(0, 80))] * distractors
         scores = [1.0] * (len(humans) + len(objects)) + [0.45] * distractors
-        dets.append(ImageDetections(np.array(boxes), np.array(scores), np.array(labels)))
+        dets.append(ImageProposals(np.array(boxes), np.array(scores), np.array(labels)))
         names.append(f"HICO_{split}_{i + 1:08d}.jpg")
         sizes.append((w, h))
         records.append(rec)
@@ -68,7 +68,7 @@ def make_split(root: Path, split: str, num_images: int = 8, seed: int = 0, arch:
     save_annotations(anno, root / f"instances_{split}.json")
     (root / "cache").mkdir(parents=True, exist_ok=True)
     fingerprint = annotation_fingerprint(root / f"instances_{split}.json", anno)
-    write_detections(root / "cache" / f"detections_{split}.h5", names, dets,
+    write_proposals(root / "cache" / f"detections_{split}.h5", names, dets,
                      {"kind": "detections", "source": "gt boxes (test)", "annotation": fingerprint})
     prov = {"backbone": to_dict(backbone_config(arch)), "weights_sha256": "0" * 64, "weights_seed": None,
             "input_size": [400, 400], "normalization": "imagenet", "layer": "stage4", "dtype": "float16",
@@ -100,13 +100,13 @@ def run_overrides(root: Path, out: Path, **extra) -> list[str]:
 
 # ----------------------------------------------------------------- checks of bad input
 def _cfg(root: Path, out: Path, **extra):
-    from hoi.training.config import load_config
+    from hoi.hoi_config import load_config
 
     return load_config(None, run_overrides(root, out, **extra))
 
 
 def test_files_of_other_images_are_refused(tmp_path: Path) -> None:
-    from hoi.training.data import open_split
+    from hoi.inputs.loaders import open_split
 
     make_split(tmp_path, "train2015", 4, seed=0)
     other = tmp_path / "other"
@@ -126,7 +126,7 @@ def test_files_of_other_images_are_refused(tmp_path: Path) -> None:
 
 
 def test_features_of_another_backbone_are_refused(tmp_path: Path) -> None:
-    from hoi.training.data import open_split
+    from hoi.inputs.loaders import open_split
 
     make_split(tmp_path, "train2015", 3, arch="resnet50")
     # the config names sac_resnet50; put the resnet50 features where it looks for them
@@ -144,7 +144,7 @@ def test_unknown_config_key_names_the_closest(tmp_path: Path) -> None:
 
 
 def test_wrong_channel_count_is_refused(tmp_path: Path) -> None:
-    from hoi.training.data import open_split
+    from hoi.inputs.loaders import open_split
 
     make_split(tmp_path, "train2015", 2)
     with pytest.raises(CacheError, match="channels"):

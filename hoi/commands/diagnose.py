@@ -11,9 +11,9 @@ HELP = "HOI error analysis of a results file: false positives by type and the mA
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..evaluation.diagnose import LOC_MIN_IOU
-    from ..evaluation.hico_det import IOU_THRESHOLD
-    from ..vis.diagnosis import TOP_CLASSES
+    from hoi.evaluation.diagnose import LOC_MIN_IOU
+    from hoi.evaluation.hico_det import IOU_THRESHOLD
+    from hoi.vis.diagnosis_plots import TOP_CLASSES
 
     parser.add_argument("--anno", required=True, help="instances_test2015.json (DESIGN.md 2.1)")
     parser.add_argument("--detections", required=True, help="results file .npz / .h5 (DESIGN.md 2.4)")
@@ -37,11 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _diagnose(data: dict, path: str, args: argparse.Namespace, class_names) -> dict:
     """Diagnosis dict of one results file, checked at the join as ``hoi eval`` checks it."""
-    from ..evaluation import HOIDetections
-    from ..evaluation.diagnose import diagnose
-    from ..evaluation.joins import results_for_annotation
+    from hoi.evaluation import HOIResults
+    from hoi.evaluation.diagnose import diagnose
+    from hoi.evaluation.joins import results_for_annotation
 
-    detections = HOIDetections.load(path)
+    detections = HOIResults.load(path)
     ordered, accepted = results_for_annotation(detections, path, args.anno, data, args.allow_mismatch)
     with warnings.catch_warnings():  # the evaluator's warnings are printed by `hoi eval`
         warnings.simplefilter("ignore")
@@ -52,11 +52,11 @@ def _diagnose(data: dict, path: str, args: argparse.Namespace, class_names) -> d
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.metadata import hico_metadata
-    from ..data.validation import load_valid_annotations
-    from ..errors import UserError
-    from ..evaluation.diagnose import ap_changes, summary_table
-    from ..vis.diagnosis import save_diagnosis_figures
+    from hoi.data.metadata import hico_metadata
+    from hoi.data.validation import load_valid_annotations
+    from hoi.errors import UserError
+    from hoi.evaluation.diagnose import ap_changes, summary_table
+    from hoi.vis.diagnosis_plots import save_diagnosis_figures
 
     if not 0 < args.loc_iou < args.iou <= 1:
         raise UserError(f"--loc-iou {args.loc_iou} and --iou {args.iou}: expected 0 < --loc-iou < --iou <= 1")

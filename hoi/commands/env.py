@@ -41,7 +41,7 @@ def collect() -> dict[str, object]:
         "omegaconf": _version("omegaconf"),
     }
     try:
-        from ..detectron2_compat import detectron2_status
+        from hoi.detectron2_compat import detectron2_status
 
         info.update(detectron2_status())
     except Exception as err:

@@ -10,8 +10,8 @@ HELP = "HICO-DET mAP of a results file (official protocol), and export to the of
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..evaluation.hico_det import IOU_THRESHOLD
-    from ..evaluation.matlab import LAYOUTS
+    from hoi.evaluation.hico_det import IOU_THRESHOLD
+    from hoi.evaluation.matlab import LAYOUTS
 
     parser.add_argument("--anno", required=True, help="instances_test2015.json (DESIGN.md 2.1)")
     parser.add_argument("--detections", required=True,
@@ -36,12 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.anno_mat import read_image_labels
-    from ..data.metadata import hico_metadata
-    from ..data.validation import load_valid_annotations
-    from ..evaluation import HOIDetections, evaluate, known_object_images_from_labels
-    from ..evaluation.joins import results_for_annotation
-    from ..evaluation.matlab import export_matlab, read_matlab
+    from hoi.data.anno_mat import read_image_labels
+    from hoi.data.metadata import hico_metadata
+    from hoi.data.validation import load_valid_annotations
+    from hoi.evaluation import HOIResults, evaluate, known_object_images_from_labels
+    from hoi.evaluation.joins import results_for_annotation
+    from hoi.evaluation.matlab import export_matlab, read_matlab
 
     data = load_valid_annotations(args.anno)
     meta = hico_metadata()
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if path.is_dir() or path.suffix == ".mat":
         detections = read_matlab(path, num_images)
     else:
-        detections = HOIDetections.load(path)
+        detections = HOIResults.load(path)
     ordered, accepted = results_for_annotation(detections, path, args.anno, data, args.allow_mismatch)
     ko_images = None
     if args.anno_mat is not None:

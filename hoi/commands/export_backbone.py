@@ -15,9 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import ConfigError
-    from ..engine.checkpoint import CheckpointError
-    from ..pretrain.export import export_backbone
+    from hoi.config import ConfigError
+    from hoi.engine.checkpoint import CheckpointError
+    from hoi.pretrain.export import export_backbone
 
     try:
         out, digest = export_backbone(args.checkpoint, args.out)

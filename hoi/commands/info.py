@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..config import to_dict
-from ..models.backbones import ARCHS, backbone_config
-from ..models.complexity import describe, measure
+from hoi.config import to_dict
+from hoi.models.backbones import ARCHS, backbone_config
+from hoi.models.complexity import describe, measure
 
 HELP = "parameters and FLOPs (multiply-adds) of backbone configurations"
 

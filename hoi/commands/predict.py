@@ -9,7 +9,7 @@ HELP = "HOI detections of a trained run on new images (predictions.json + one dr
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..detection import DEFAULT_CONFIG
+    from hoi.detector import DEFAULT_CONFIG
 
     parser.add_argument("--checkpoint", required=True, help="best.pth or checkpoint.pth of a hoi train run")
     parser.add_argument("--images", required=True, nargs="+", metavar="DIR_OR_FILE",
@@ -37,9 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.distributed import distributed
-    from ..training.predict_images import predict_images
-    from ..training.testing import test_config
+    from hoi.engine.distributed import distributed
+    from hoi.inference.predict_images import predict_images
+    from hoi.inference.test_split import test_config
 
     if args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")

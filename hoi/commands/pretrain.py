@@ -27,9 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # imported here so that `hoi pretrain --help` stays fast
-    from ..engine.distributed import distributed
-    from ..pretrain.config import load_pretrain_config
-    from ..pretrain.trainer import default_checkpoint, run_pretraining
+    from hoi.engine.distributed import distributed
+    from hoi.pretrain.pretrain_config import load_pretrain_config
+    from hoi.pretrain.train_backbone import default_checkpoint, run_pretraining
 
     cfg = load_pretrain_config(args.config, args.overrides)
     resume = args.resume_from or (default_checkpoint(cfg) if args.resume else None)

@@ -26,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.distributed import distributed
-    from ..training.testing import run_test, test_config
+    from hoi.engine.distributed import distributed
+    from hoi.inference.test_split import run_test, test_config
 
     cfg = test_config(args)
     with distributed(cfg.device, cfg.dist_timeout_s) as dist:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..engine.distributed import distributed
+from hoi.engine.distributed import distributed
 
 HELP = "train the VSGNet interaction heads on cached features (Table XI runs)"
 
@@ -22,8 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training.config import load_config
-    from ..training.trainer import CHECKPOINT_NAME, run_training
+    from hoi.hoi_config import load_config
+    from hoi.training.train_heads import CHECKPOINT_NAME, run_training
 
     cfg = load_config(args.config, args.overrides)
     resume = args.resume_from

@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _backbone(args: argparse.Namespace):
-    from ..vis.attention import load_sac_backbone
+    from hoi.vis.attention import load_sac_backbone
 
     model = load_sac_backbone(args.backbone, args.weights, strict=not args.non_strict)
     if args.weights == "none":
@@ -65,21 +65,21 @@ def _backbone(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     if args.mode == "detections":
-        from ..vis.hoi_drawing import save_detection_images
+        from hoi.vis.hoi_drawing import save_detection_images
 
         written = save_detection_images(args.results, args.images, args.out, anno=args.anno, top=args.top,
                                         min_score=args.min_score, max_images=args.max_images, scale=args.scale)
     elif args.mode == "attention":
-        from ..vis.attention import save_attention_maps
+        from hoi.vis.attention import save_attention_maps
 
         written = save_attention_maps(_backbone(args), args.image, args.out, tuple(args.input_size))
     elif args.mode == "beta-similarity":
-        from ..vis.attention import save_beta_similarity
+        from hoi.vis.attention import save_beta_similarity
 
         written = save_beta_similarity(_backbone(args), args.image, args.out, tuple(args.input_size),
                                        args.max_positions, args.seed)
     else:
-        from ..vis.curves import save_pr_curves
+        from hoi.vis.pr_plots import save_pr_curves
 
         written = save_pr_curves(args.anno, args.results, args.out, classes=args.classes, top=args.top,
                                  setting=args.setting)

@@ -1,7 +1,8 @@
-"""HICO-DET data: class metadata, annotation files, their validation, the official .mat files,
-box utilities."""
+"""HICO-DET's files and schema: class metadata, annotation files and their validation, the official
+.mat files, HAKE's re-release, images, the HDF5 caches (proposals, features), box utilities."""
 
-from .annotations import (
+from hoi.data.anno_mat import read_anno_bbox_mat, write_anno_bbox_mat, write_anno_mat
+from hoi.data.annotations import (
     AnnotationError,
     GroundTruth,
     build_instances,
@@ -11,8 +12,7 @@ from .annotations import (
     pair_counts,
     save_annotations,
 )
-from .anno_mat import read_anno_bbox_mat, write_anno_bbox_mat, write_anno_mat
-from .metadata import (
+from hoi.data.metadata import (
     NO_INTERACTION_VERB,
     NUM_HOIS,
     NUM_OBJECTS,
@@ -21,7 +21,7 @@ from .metadata import (
     HicoMetadata,
     hico_metadata,
 )
-from .validation import Problem, validate_annotations
+from hoi.data.validation import Problem, validate_annotations
 
 __all__ = [
     "AnnotationError", "GroundTruth", "HicoMetadata", "NO_INTERACTION_VERB", "NUM_HOIS",

@@ -20,8 +20,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import scipy.io
 
-from .annotations import AnnotationError, build_instances
-from .metadata import NUM_HOIS, hico_metadata
+from hoi.data.annotations import AnnotationError, build_instances
+from hoi.data.metadata import NUM_HOIS, hico_metadata
 
 SPLIT_VARS = {"train": "bbox_train", "test": "bbox_test"}
 IMAGE_DEPTH = 3  # the JSON schema has no depth; HICO-DET images are RGB

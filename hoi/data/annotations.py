@@ -18,8 +18,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import UserError
-from .metadata import hico_metadata, rare_split
+from hoi.data.metadata import hico_metadata, rare_split
+from hoi.errors import UserError
 
 UNKNOWN_SIZE = (0, 0)  # ``size`` of an image whose size no source gave (only for images without pairs)
 TOP_KEYS = ("filenames", "size", "annotation", "empty", "objects", "verbs", "correspondence",

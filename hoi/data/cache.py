@@ -5,7 +5,7 @@ Detections ``detections_{split}.h5`` (final form): ``filenames`` (N,), ``offsets
 ``boxes`` (M, 4) float32 in the annotation convention (1-based inclusive pixels of the
 original image), ``scores`` (M,) float32, ``labels`` (M,) int64 HICO object index (person = 49).
 While a run is in progress they live in ``<file>.partial`` as padded per-image arrays with a
-``done`` flag; :meth:`DetectionWriter.finalize` writes the ragged file atomically.
+``done`` flag; :meth:`ProposalWriter.finalize` writes the ragged file atomically.
 
 Features ``features_{split}.h5``: ``features`` (N, C, H, W) float16 chunked one image per
 chunk (the chunk index is complete when the file is made, so that later writes touch only
@@ -32,8 +32,8 @@ from typing import Any, Iterable, Sequence
 import h5py
 import numpy as np
 
-from ..engine.disk import disk_full_as_error, remove_stale
-from ..errors import UserError
+from hoi.engine.disk import disk_full_as_error, remove_stale
+from hoi.errors import UserError
 
 STR_DTYPE = h5py.string_dtype("utf-8")
 
@@ -59,7 +59,7 @@ def _filenames(f: h5py.File) -> list[str]:
 
 
 @dataclass
-class ImageDetections:
+class ImageProposals:
     """Detections of one image: ``boxes`` (K, 4) float32 1-based inclusive, ``scores`` (K,),
     ``labels`` (K,) HICO object indices."""
 
@@ -81,10 +81,10 @@ class ImageDetections:
         return len(self.scores)
 
 
-def write_detections(
+def write_proposals(
     path: str | Path,
     filenames: Sequence[str],
-    detections: Sequence[ImageDetections],
+    detections: Sequence[ImageProposals],
     provenance: dict[str, Any],
 ) -> None:
     """Write a final (ragged) detections file atomically (``<path>.tmp``, then rename)."""
@@ -93,7 +93,7 @@ def write_detections(
         raise ValueError(f"{len(filenames)} filenames but {len(detections)} detection sets")
     counts = np.array([len(d) for d in detections], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    empty = ImageDetections(np.zeros((0, 4)), np.zeros(0), np.zeros(0))
+    empty = ImageProposals(np.zeros((0, 4)), np.zeros(0), np.zeros(0))
     cat = lambda key: np.concatenate([getattr(d, key) for d in [*detections, empty]])  # noqa: E731
     def fill(f: h5py.File) -> None:
         f.create_dataset("filenames", data=list(filenames), dtype=STR_DTYPE)
@@ -126,8 +126,8 @@ def _create_then_rename(path: Path, fill: Any) -> None:
         raise
 
 
-class DetectionFile:
-    """Read access to a final detections file. ``file[i]`` -> :class:`ImageDetections`.
+class ProposalFile:
+    """Read access to a final detections file. ``file[i]`` -> :class:`ImageProposals`.
 
     The whole file is read into memory at open (a few hundred MB for HICO-DET at most).
     """
@@ -161,11 +161,11 @@ class DetectionFile:
     def __len__(self) -> int:
         return len(self.filenames)
 
-    def __getitem__(self, i: int) -> ImageDetections:
+    def __getitem__(self, i: int) -> ImageProposals:
         a, b = self.offsets[i], self.offsets[i + 1]
-        return ImageDetections(self.boxes[a:b], self.scores[a:b], self.labels[a:b])
+        return ImageProposals(self.boxes[a:b], self.scores[a:b], self.labels[a:b])
 
-    def by_name(self, filename: str) -> ImageDetections:
+    def by_name(self, filename: str) -> ImageProposals:
         if filename not in self.index:
             raise CacheError(f"{self.path}: no detections for image {filename!r}")
         return self[self.index[filename]]
@@ -200,7 +200,7 @@ class _DoneFlags:
         self._new_done = []
 
 
-class DetectionWriter(_DoneFlags):
+class ProposalWriter(_DoneFlags):
     """Resumable writer: per-image results go to ``<path>.partial`` with a done flag.
 
     Args:
@@ -242,7 +242,7 @@ class DetectionWriter(_DoneFlags):
         self._data = {k: self.file[k] for k in ("boxes", "scores", "labels", "counts")}
         self._load_done()
 
-    def write(self, index: int, det: ImageDetections) -> None:
+    def write(self, index: int, det: ImageProposals) -> None:
         """Store one image's detections; they count as done after the next :meth:`flush`."""
         k = len(det)
         if k > self.max_per_image:
@@ -254,9 +254,9 @@ class DetectionWriter(_DoneFlags):
             self._data["counts"][index] = k
         self._new_done.append(index)
 
-    def read(self, index: int) -> ImageDetections:
+    def read(self, index: int) -> ImageProposals:
         k = int(self._data["counts"][index])
-        return ImageDetections(self._data["boxes"][index, :k], self._data["scores"][index, :k],
+        return ImageProposals(self._data["boxes"][index, :k], self._data["scores"][index, :k],
                                self._data["labels"][index, :k])
 
     def finalize(self) -> Path:
@@ -266,7 +266,7 @@ class DetectionWriter(_DoneFlags):
             missing = [self.filenames[i] for i in np.flatnonzero(~self.done)[:5]]
             raise CacheError(f"{self.partial}: {int((~self.done).sum())} images not done yet, e.g. {missing}")
         dets = [self.read(i) for i in range(len(self.filenames))]
-        write_detections(self.path, self.filenames, dets, self.provenance)
+        write_proposals(self.path, self.filenames, dets, self.provenance)
         self.close()
         self.partial.unlink()
         return self.path

@@ -24,9 +24,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .annotations import UNKNOWN_SIZE, AnnotationError, build_instances, size_known  # noqa: F401 - re-exported
-from .images import ImageError, read_image_size
-from .metadata import NUM_HOIS, hico_metadata
+from hoi.data.annotations import UNKNOWN_SIZE, AnnotationError, build_instances, size_known  # noqa: F401 - re-exported
+from hoi.data.images import ImageError, read_image_size
+from hoi.data.metadata import NUM_HOIS, hico_metadata
 
 MEMBER_SUFFIX = "hico-det-training-set-instance-level.json"
 

@@ -15,8 +15,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from ..errors import UserError
-from .annotations import UNKNOWN_SIZE
+from hoi.data.annotations import UNKNOWN_SIZE
+from hoi.errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -7,15 +7,21 @@ them apply the same rules.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from pathlib import Path
-
-from .annotations import PAIR_KEYS, TOP_KEYS, AnnotationError, check_schema, load_annotations, size_known
-from .boxes import inside_image, well_ordered
-from .metadata import NUM_HOIS, NUM_OBJECTS, NUM_VERBS, hico_metadata
+from hoi.data.annotations import (
+    PAIR_KEYS,
+    TOP_KEYS,
+    AnnotationError,
+    check_schema,
+    load_annotations,
+    size_known,
+)
+from hoi.data.boxes import inside_image, well_ordered
+from hoi.data.metadata import NUM_HOIS, NUM_OBJECTS, NUM_VERBS, hico_metadata
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from ..errors import UserError
-from .disk import disk_full_as_error
+from hoi.engine.disk import disk_full_as_error
+from hoi.errors import UserError
 
 
 class CheckpointError(UserError, RuntimeError):

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from ..errors import DiskFullError
+from hoi.errors import DiskFullError
 
 SAFETY_FACTOR = 1.05  # estimates of HDF5 payloads leave out metadata and chunk index
 SAFETY_BYTES = 16 << 20

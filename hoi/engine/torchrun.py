@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Sequence
 
-from ..errors import EXIT_USER_ERROR
+from hoi.errors import EXIT_USER_ERROR
 
 COLLECT_ENV = "HOI_COLLECT_RANK_ERRORS"
 

@@ -1,7 +1,6 @@
 """HICO-DET evaluation: the official mAP protocol, results-file I/O, the official MATLAB layouts."""
 
-from .detections import DetectionError, HOIDetections
-from .hico_det import (
+from hoi.evaluation.hico_det import (
     IOU_THRESHOLD,
     evaluate,
     known_object_images,
@@ -9,10 +8,11 @@ from .hico_det import (
     match_detections,
     recall_thresholds,
 )
-from .result import SETTINGS, EvalResult, SettingResult
+from hoi.evaluation.hoi_results import HOIResults, ResultsError
+from hoi.evaluation.map_scores import SETTINGS, EvalResult, SettingResult
 
 __all__ = [
-    "DetectionError", "EvalResult", "HOIDetections", "IOU_THRESHOLD", "SETTINGS", "SettingResult",
+    "ResultsError", "EvalResult", "HOIResults", "IOU_THRESHOLD", "SETTINGS", "SettingResult",
     "evaluate", "known_object_images", "known_object_images_from_labels", "match_detections",
     "recall_thresholds",
 ]

@@ -35,10 +35,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..data.annotations import GroundTruth, load_annotations
-from ..data.boxes import iou_inclusive
-from .detections import HOIDetections
-from .hico_det import (
+from hoi.data.annotations import GroundTruth, load_annotations
+from hoi.data.boxes import iou_inclusive
+from hoi.evaluation.hico_det import (
     IOU_THRESHOLD,
     Matching,
     match_detections,
@@ -47,7 +46,8 @@ from .hico_det import (
     recall_thresholds,
     setting_result,
 )
-from .result import SettingResult
+from hoi.evaluation.hoi_results import HOIResults
+from hoi.evaluation.map_scores import SettingResult
 
 ERROR_TYPES = ("duplicate", "wrong_verb", "wrong_object", "mis_grouping", "human_loc", "object_loc",
                "both_loc", "class_and_loc", "background")
@@ -186,7 +186,7 @@ def _pairs_with_image_gt(g_order: np.ndarray, g_sorted: np.ndarray,
     return det, g_order[np.repeat(start, count) + within], count
 
 
-def classify_false_positives(gt: GroundTruth, det: HOIDetections, match: Matching,
+def classify_false_positives(gt: GroundTruth, det: HOIResults, match: Matching,
                              iou_threshold: float = IOU_THRESHOLD, loc_min: float = LOC_MIN_IOU,
                              chunk_size: int = CLASSIFY_CHUNK) -> np.ndarray:
     """(M,) int8 outcome of every detection in ``match.order``: :data:`TRUE_POSITIVE` or the
@@ -236,7 +236,7 @@ def classify_false_positives(gt: GroundTruth, det: HOIDetections, match: Matchin
     return outcome
 
 
-def diagnose(anno: Mapping[str, Any] | str | Path, detections: HOIDetections,
+def diagnose(anno: Mapping[str, Any] | str | Path, detections: HOIResults,
              iou_threshold: float = IOU_THRESHOLD, classes: str = "all",
              loc_min: float = LOC_MIN_IOU) -> Diagnosis:
     """Error analysis of ``detections`` against the annotation file ``anno`` (Default setting).
@@ -265,7 +265,7 @@ def diagnose(anno: Mapping[str, Any] | str | Path, detections: HOIDetections,
     return Diagnosis(match.order, hoi_sorted, outcome, npos, base, without, info)
 
 
-def without_error_type(detections: HOIDetections, diagnosis: Diagnosis, error_type: str) -> HOIDetections:
+def without_error_type(detections: HOIResults, diagnosis: Diagnosis, error_type: str) -> HOIResults:
     """The rows of ``detections`` (the set that was diagnosed) that are not false positives
     of ``error_type``, in their original order."""
     drop = diagnosis.order[diagnosis.outcome == ERROR_TYPES.index(error_type)]

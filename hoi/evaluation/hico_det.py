@@ -18,10 +18,10 @@ from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from ..data.annotations import GroundTruth, ground_truth_arrays, load_annotations
-from ..data.boxes import iou_inclusive
-from .detections import HOIDetections
-from .result import SETTINGS, EvalResult, SettingResult
+from hoi.data.annotations import GroundTruth, ground_truth_arrays, load_annotations
+from hoi.data.boxes import iou_inclusive
+from hoi.evaluation.hoi_results import HOIResults
+from hoi.evaluation.map_scores import SETTINGS, EvalResult, SettingResult
 
 IOU_THRESHOLD = 0.5
 RECALL_STEP = 0.1
@@ -56,7 +56,7 @@ class Matching:
     gt_index: np.ndarray
 
 
-def match_detections(gt: GroundTruth, det: HOIDetections, iou_threshold: float = IOU_THRESHOLD,
+def match_detections(gt: GroundTruth, det: HOIResults, iou_threshold: float = IOU_THRESHOLD,
                      chunk_size: int = MATCH_CHUNK) -> Matching:
     """Assign every detection to GT as the official greedy matching does (see module docstring)."""
     n_img = np.int64(max(gt.num_images, 1))
@@ -177,14 +177,14 @@ class Prepared(NamedTuple):
     the object of each HOI class (C,) and the GT pairs per class (C,)."""
 
     gt: GroundTruth
-    det: HOIDetections
+    det: HOIResults
     hoi_object: np.ndarray
     npos: np.ndarray
 
 
-def prepare(data: Mapping[str, Any], detections: HOIDetections) -> Prepared:
+def prepare(data: Mapping[str, Any], detections: HOIResults) -> Prepared:
     """GT arrays of annotation dict ``data`` and ``detections`` mapped to its image order and
-    checked (:meth:`HOIDetections.check`); shared by the evaluator, PR curves and diagnosis."""
+    checked (:meth:`HOIResults.check`); shared by the evaluator, PR curves and diagnosis."""
     corr = np.asarray(data["correspondence"], dtype=np.int64).reshape(-1, 3)
     hoi_object = np.zeros(len(corr), dtype=np.int64)
     hoi_object[corr[:, 0]] = corr[:, 1]
@@ -196,7 +196,7 @@ def prepare(data: Mapping[str, Any], detections: HOIDetections) -> Prepared:
 
 def evaluate(
     anno: Mapping[str, Any] | str | Path,
-    detections: HOIDetections,
+    detections: HOIResults,
     setting: str | Sequence[str] = "both",
     iou_threshold: float = IOU_THRESHOLD,
     ko_images: np.ndarray | None = None,

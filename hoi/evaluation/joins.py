@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..data.metadata import hico_metadata
-from ..provenance import annotation_fingerprint, annotation_mismatch, recorded_annotation, resolve
-from .detections import HOIDetections
+from hoi.data.metadata import hico_metadata
+from hoi.evaluation.hoi_results import HOIResults
+from hoi.provenance import annotation_fingerprint, annotation_mismatch, recorded_annotation, resolve
 
 
-def results_for_annotation(detections: HOIDetections, path: str | Path, anno_path: str | Path,
-                           data: Mapping[str, Any], allow_mismatch: bool = False) -> tuple[HOIDetections, list[str]]:
+def results_for_annotation(detections: HOIResults, path: str | Path, anno_path: str | Path,
+                           data: Mapping[str, Any], allow_mismatch: bool = False) -> tuple[HOIResults, list[str]]:
     """``detections`` (read from ``path``) in the image order of annotation ``data`` (read from
     ``anno_path``), and the provenance mismatches the user accepted.
 

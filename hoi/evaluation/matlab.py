@@ -22,9 +22,9 @@ from typing import Iterator
 import numpy as np
 import scipy.io
 
-from ..data.boxes import to_one_based, to_zero_based
-from ..data.metadata import HicoMetadata, hico_metadata
-from .detections import DetectionError, HOIDetections
+from hoi.data.boxes import to_one_based, to_zero_based
+from hoi.data.metadata import HicoMetadata, hico_metadata
+from hoi.evaluation.hoi_results import HOIResults, ResultsError
 
 LAYOUTS = ("per_object", "all")
 ALL_FILE = "detections.mat"
@@ -107,7 +107,7 @@ def write_cell_mat(path: str | Path, name: str, shape: tuple[int, int], cells: d
 
 # ---------------------------------------------------------------- export
 
-def _cells_by_class(det: HOIDetections) -> dict[int, dict[int, np.ndarray]]:
+def _cells_by_class(det: HOIResults) -> dict[int, dict[int, np.ndarray]]:
     """hoi -> image -> (K, 9) rows in the detection set's order, boxes 0-based."""
     order = np.lexsort((det.image_index, det.hoi))  # stable: row order kept within an image
     hoi, img = det.hoi[order], det.image_index[order]
@@ -122,7 +122,7 @@ def _cells_by_class(det: HOIDetections) -> dict[int, dict[int, np.ndarray]]:
     return out
 
 
-def export_matlab(det: HOIDetections, num_images: int, out_dir: str | Path, layout: str = "per_object",
+def export_matlab(det: HOIResults, num_images: int, out_dir: str | Path, layout: str = "per_object",
                   meta: HicoMetadata | None = None) -> list[Path]:
     """Write ``det`` (image_index into the annotation's ``num_images`` images) in an official
     layout under ``out_dir``; returns the files written."""
@@ -157,18 +157,18 @@ def _load_cells(path: Path, rows: int, num_images: int | None) -> np.ndarray:
     try:
         mat = scipy.io.loadmat(str(path), variable_names=[VARIABLE])
     except NotImplementedError as err:
-        raise DetectionError(f"{path}: MATLAB v7.3 files are not supported; re-save with "
+        raise ResultsError(f"{path}: MATLAB v7.3 files are not supported; re-save with "
                              f"save(..., '-v7') ({err})") from err
     except Exception as err:  # scipy raises many types for truncated/corrupt files
-        raise DetectionError(f"{path}: not a readable MATLAB file ({type(err).__name__}: {err}); "
+        raise ResultsError(f"{path}: not a readable MATLAB file ({type(err).__name__}: {err}); "
                              f"expected a .mat holding '{VARIABLE}'") from err
     if VARIABLE not in mat:
-        raise DetectionError(f"{path}: no variable '{VARIABLE}'")
+        raise ResultsError(f"{path}: no variable '{VARIABLE}'")
     cells = mat[VARIABLE]
     if cells.dtype != object or cells.ndim != 2 or cells.shape[0] != rows \
             or (num_images is not None and cells.shape[1] != num_images):
         want = f"({rows}, {num_images if num_images is not None else 'N'})"
-        raise DetectionError(f"{path}: '{VARIABLE}' is a {cells.dtype} array of shape {cells.shape}; "
+        raise ResultsError(f"{path}: '{VARIABLE}' is a {cells.dtype} array of shape {cells.shape}; "
                              f"expected a cell array of shape {want}")
     return cells
 
@@ -179,7 +179,7 @@ def _rows_of(cells: np.ndarray, hoi_offset: int, path: Path) -> tuple[list[np.nd
     for r, j in zip(*np.nonzero(sizes)):  # class-major, then images, as eval_one.m reads
         block = np.asarray(cells[r, j], dtype=np.float64)
         if block.ndim != 2 or block.shape[1] < ROW_WIDTH:
-            raise DetectionError(f"{path}: {VARIABLE}{{{r + 1}, {j + 1}}} has shape {block.shape}; "
+            raise ResultsError(f"{path}: {VARIABLE}{{{r + 1}, {j + 1}}} has shape {block.shape}; "
                                  f"expected K x {ROW_WIDTH} rows [human box, object box, score]")
         blocks.append(block[:, :ROW_WIDTH])
         hois.append(np.full(len(block), hoi_offset + r, dtype=np.int64))
@@ -187,7 +187,7 @@ def _rows_of(cells: np.ndarray, hoi_offset: int, path: Path) -> tuple[list[np.nd
     return blocks, hois, images
 
 
-def read_matlab(path: str | Path, num_images: int | None = None, meta: HicoMetadata | None = None) -> HOIDetections:
+def read_matlab(path: str | Path, num_images: int | None = None, meta: HicoMetadata | None = None) -> HOIResults:
     """Read official-layout results: a ``detections.mat`` file or a directory of the 80
     ``detections_XX.mat`` files. Boxes become 1-based (``+ 1``, as the official code does)."""
     meta = meta or hico_metadata()
@@ -213,8 +213,8 @@ def read_matlab(path: str | Path, num_images: int | None = None, meta: HicoMetad
         cells = _load_cells(path, len(meta.hoi_names), num_images)
         blocks, hois, images = _rows_of(cells, 0, path)
     if not blocks:
-        return HOIDetections.empty()
+        return HOIResults.empty()
     rows = np.concatenate(blocks)
     hoi = np.concatenate(hois)
-    return HOIDetections(np.concatenate(images), to_one_based(rows[:, 0:4]), to_one_based(rows[:, 4:8]),
+    return HOIResults(np.concatenate(images), to_one_based(rows[:, 0:4]), to_one_based(rows[:, 4:8]),
                          meta.hoi_object[hoi], hoi, rows[:, 8], meta={"source": str(path)})

@@ -25,8 +25,8 @@ from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from ..config import ConfigError, build_config
-from .attention import ATTENTION_BLOCKS, create_attention
+from hoi.config import ConfigError, build_config
+from hoi.models.attention import ATTENTION_BLOCKS, create_attention
 
 STAGE_DEPTHS: dict[int, list[int]] = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
 STAGES = (2, 3, 4, 5)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .backbones import AttentionResNet, BackboneConfig, resolved_placement
-from .weights import count_parameters
+from hoi.models.backbones import AttentionResNet, BackboneConfig, resolved_placement
+from hoi.models.weights import count_parameters
 
 
 @dataclass

@@ -15,12 +15,17 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..config import build_config, to_dict
-from ..errors import UserError
-from ..provenance import RANDOM_WEIGHTS
-from .backbones import AttentionResNet, BackboneConfig, FrozenFeatureExtractor, validate_backbone_config
-from .complexity import describe
-from .weights import load_backbone_weights, sha256_of
+from hoi.config import build_config, to_dict
+from hoi.errors import UserError
+from hoi.models.backbones import (
+    AttentionResNet,
+    BackboneConfig,
+    FrozenFeatureExtractor,
+    validate_backbone_config,
+)
+from hoi.models.complexity import describe
+from hoi.models.weights import load_backbone_weights, sha256_of
+from hoi.provenance import RANDOM_WEIGHTS
 
 STORED_DTYPE = "float16"
 TORCHVISION_PREFIX = "torchvision ImageNet ResNet-"

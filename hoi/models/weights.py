@@ -25,10 +25,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import UserError
-from ..provenance import file_sha256 as sha256_of  # noqa: F401 - one sha256 helper for the project
-from .attention import ATTENTION_BLOCKS
-from .backbones import AttentionResNet
+from hoi.errors import UserError
+from hoi.models.attention import ATTENTION_BLOCKS
+from hoi.models.backbones import AttentionResNet
+from hoi.provenance import file_sha256 as sha256_of  # noqa: F401 - one sha256 helper for the project
 
 ATTENTION_TYPES = tuple(ATTENTION_BLOCKS.values())
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..config import build_config, to_dict
-from ..engine.checkpoint import CheckpointError, atomic_save, load_checkpoint
-from ..models.backbones import AttentionResNet, BackboneConfig
-from ..models.weights import sha256_of
-from .recipe import recipe_from_checkpoint
+from hoi.config import build_config, to_dict
+from hoi.engine.checkpoint import CheckpointError, atomic_save, load_checkpoint
+from hoi.models.backbones import AttentionResNet, BackboneConfig
+from hoi.models.weights import sha256_of
+from hoi.pretrain.recipe import recipe_from_checkpoint
 
 
 def export_backbone(checkpoint: str | Path, out: str | Path) -> tuple[Path, str]:

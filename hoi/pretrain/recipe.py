@@ -27,8 +27,8 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from ..errors import UserError
-from ..models.weights import sha256_of
+from hoi.errors import UserError
+from hoi.models.weights import sha256_of
 
 TORCHVISION_FILE = re.compile(r"^resnet(\d+)-([0-9a-f]{8})\.pth$")
 UNRECORDED = "unrecorded"

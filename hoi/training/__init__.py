@@ -1,1 +1,1 @@
-"""Training and inference of the VSGNet heads on cached HICO-DET features."""
+"""HOI training: the interaction heads trained on cached HICO-DET features (``hoi train``)."""

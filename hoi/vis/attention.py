@@ -24,12 +24,12 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from PIL import Image
 
-from ..data.images import IMAGENET_MEAN, IMAGENET_STD, backbone_input, load_rgb
-from ..models.attention.sac import SpatiallyAwareContext
-from ..models.backbones import AttentionResNet, backbone_config
-from ..models.weights import load_backbone_weights
-from .common import new_figure, normalise_map, safe_stem, save_figure
-from .hoi_drawing import VisError
+from hoi.data.images import IMAGENET_MEAN, IMAGENET_STD, backbone_input, load_rgb
+from hoi.models.attention.sac import SpatiallyAwareContext
+from hoi.models.backbones import AttentionResNet, backbone_config
+from hoi.models.weights import load_backbone_weights
+from hoi.vis.common import new_figure, normalise_map, safe_stem, save_figure
+from hoi.vis.hoi_drawing import VisError
 
 DEFAULT_INPUT_SIZE = (400, 400)
 MAX_POSITIONS = 1024  # positions sampled per image for the cosine similarities

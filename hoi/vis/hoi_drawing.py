@@ -16,12 +16,12 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from ..data.annotations import load_annotations
-from ..data.images import load_rgb
-from ..data.metadata import HicoMetadata, hico_metadata
-from ..errors import UserError
-from ..evaluation.detections import HOIDetections
-from .common import new_figure, save_figure, safe_stem
+from hoi.data.annotations import load_annotations
+from hoi.data.images import load_rgb
+from hoi.data.metadata import HicoMetadata, hico_metadata
+from hoi.errors import UserError
+from hoi.evaluation.hoi_results import HOIResults
+from hoi.vis.common import new_figure, safe_stem, save_figure
 
 # tab10 without its green, which is the ground truth's colour
 PAIR_COLORS = ("#1f77b4", "#ff7f0e", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
@@ -112,7 +112,7 @@ def render_hoi_image(image: Image.Image | np.ndarray, detections: Sequence[PairD
     return fig
 
 
-def top_detections(detections: HOIDetections, image_index: int, top: int, min_score: float) -> np.ndarray:
+def top_detections(detections: HOIResults, image_index: int, top: int, min_score: float) -> np.ndarray:
     """Rows of image ``image_index`` with score >= ``min_score``, the ``top`` best first."""
     rows = np.flatnonzero((detections.image_index == image_index) & (detections.score >= min_score))
     rows = rows[np.argsort(-detections.score[rows], kind="stable")]
@@ -120,7 +120,7 @@ def top_detections(detections: HOIDetections, image_index: int, top: int, min_sc
 
 
 def save_detection_images(
-    detections: HOIDetections | str | Path,
+    detections: HOIResults | str | Path,
     image_dir: str | Path,
     out_dir: str | Path,
     anno: Mapping[str, Any] | str | Path | None = None,
@@ -147,7 +147,7 @@ def save_detection_images(
         The written PNG paths.
     """
     source = str(detections) if isinstance(detections, (str, Path)) else "detections"
-    det = HOIDetections.load(detections) if isinstance(detections, (str, Path)) else detections
+    det = HOIResults.load(detections) if isinstance(detections, (str, Path)) else detections
     meta = hico_metadata()
     data = load_annotations(anno) if anno is not None else None
     if data is not None:
@@ -194,7 +194,7 @@ def save_detection_images(
     return written
 
 
-def save_detection_image(path: Path, det: HOIDetections, rows: np.ndarray, out_dir: Path,
+def save_detection_image(path: Path, det: HOIResults, rows: np.ndarray, out_dir: Path,
                          gt: Mapping[str, Any] | None = None, scale: float | None = None,
                          meta: HicoMetadata | None = None) -> Path:
     """Draw rows ``rows`` of ``det`` (and the GT pairs of annotation record ``gt``, dashed) on the

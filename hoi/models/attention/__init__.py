@@ -10,10 +10,10 @@ from typing import Any
 
 from torch import nn
 
-from .cbam import CBAM
-from .gc import GlobalContext
-from .sac import SpatiallyAwareContext
-from .se import SqueezeExcite
+from hoi.models.attention.cbam import CBAM
+from hoi.models.attention.gc import GlobalContext
+from hoi.models.attention.sac import SpatiallyAwareContext
+from hoi.models.attention.se import SqueezeExcite
 
 ATTENTION_BLOCKS: dict[str, type[nn.Module]] = {
     "sac": SpatiallyAwareContext,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import check_feature_map
+from hoi.models.attention.base import check_feature_map
 
 
 class CBAM(nn.Module):

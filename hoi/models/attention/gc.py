@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import check_feature_map
+from hoi.models.attention.base import check_feature_map
 
 
 class GlobalContext(nn.Module):

@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .base import check_feature_map
+from hoi.models.attention.base import check_feature_map
 
 ComputeOrder = Literal["cheap", "paper"]
 

@@ -20,16 +20,16 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .data.cache import ImageDetections
-from .data.metadata import hico_metadata
-from .detectron2_compat import import_detectron2
-from .errors import UserError
-from .provenance import RANDOM_WEIGHTS, file_sha256
+from hoi.data.cache import ImageProposals
+from hoi.data.metadata import hico_metadata
+from hoi.detectron2_compat import import_detectron2
+from hoi.errors import UserError
+from hoi.provenance import RANDOM_WEIGHTS, file_sha256
 
 DEFAULT_CONFIG = "COCO-Detection/faster_rcnn_R_101_FPN_3x.yaml"
 
 
-class DetectError(UserError, RuntimeError):
+class DetectorError(UserError, RuntimeError):
     """A detector that cannot be built or loaded, or an import file that is malformed."""
 
 
@@ -87,7 +87,7 @@ def detectron2_cfg(settings: DetectorSettings, device: torch.device):
         try:
             cfg.merge_from_file(model_zoo.get_config_file(settings.config))
         except RuntimeError as err:
-            raise DetectError(f"--config {settings.config!r} is neither a file nor a model-zoo config ({err})") from err
+            raise DetectorError(f"--config {settings.config!r} is neither a file nor a model-zoo config ({err})") from err
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = settings.score_thresh
     cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST = settings.nms_thresh
     cfg.TEST.DETECTIONS_PER_IMAGE = settings.max_per_image
@@ -113,13 +113,13 @@ def resolve_weights(settings: DetectorSettings) -> str | None:
     try:
         local = PathManager.get_local_path(source)
     except (urllib.error.URLError, OSError) as err:
-        raise DetectError(
+        raise DetectorError(
             f"could not download the detector weights {source} ({err}). Without network access, "
             f"download that file on a machine that has it and pass {settings.weights_flag} "
             f"/path/to/{Path(source).name}"
         ) from err
     if not Path(local).is_file():
-        raise DetectError(f"detector weights not found: {local}")
+        raise DetectorError(f"detector weights not found: {local}")
     return local
 
 
@@ -137,11 +137,11 @@ def build_detector(settings: DetectorSettings, device: torch.device, weights: st
     try:
         checkpoint = checkpointer._load_file(weights)
     except Exception as err:
-        raise DetectError(f"{weights}: not a readable Detectron2/PyTorch checkpoint ({err})") from err
+        raise DetectorError(f"{weights}: not a readable Detectron2/PyTorch checkpoint ({err})") from err
     incompatible = checkpointer._load_model(checkpoint)
     missing = [k for k in incompatible.missing_keys if "num_batches_tracked" not in k]
     if missing:
-        raise DetectError(
+        raise DetectorError(
             f"{weights}: weights do not fit {settings.config}: {len(missing)} missing keys, e.g. {missing[:5]}"
         )
     return model, cfg
@@ -166,7 +166,7 @@ class Detectron2Input:
 
 
 @torch.inference_mode()
-def detect_batch(model, inputs: Sequence[dict[str, Any]]) -> list[ImageDetections]:
+def detect_batch(model, inputs: Sequence[dict[str, Any]]) -> list[ImageProposals]:
     """Detections of a batch of :class:`Detectron2Input` dicts, in the annotation convention
     (boxes 1-based inclusive, clipped to each image; HICO object indices)."""
     coco_to_hico = hico_metadata().coco80_to_hico
@@ -175,5 +175,5 @@ def detect_batch(model, inputs: Sequence[dict[str, Any]]) -> list[ImageDetection
         inst = result["instances"].to("cpu")
         labels = coco_to_hico[inst.pred_classes.numpy() + 1]
         boxes = continuous_to_inclusive(inst.pred_boxes.tensor.numpy(), inp["width"], inp["height"])
-        out.append(ImageDetections(boxes, inst.scores.numpy(), labels))
+        out.append(ImageProposals(boxes, inst.scores.numpy(), labels))
     return out

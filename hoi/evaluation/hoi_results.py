@@ -16,16 +16,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..data.boxes import well_ordered
-from ..engine.disk import disk_full_as_error
-from ..errors import UserError
+from hoi.data.boxes import well_ordered
+from hoi.engine.disk import disk_full_as_error
+from hoi.errors import UserError
 
 FIELDS = ("image_index", "boxes_h", "boxes_o", "object", "hoi", "score")
 SUFFIXES = (".npz", ".h5", ".hdf5")
 MAX_LISTED_ROWS = 5  # rows quoted in an error message
 
 
-class DetectionError(UserError, ValueError):
+class ResultsError(UserError, ValueError):
     """A detection set that cannot be evaluated; the message names the rows and what was expected."""
 
 
@@ -37,7 +37,7 @@ def _rows(mask: np.ndarray) -> str:
 
 
 @dataclass
-class HOIDetections:
+class HOIResults:
     """Parallel arrays, one row per detection.
 
     Attributes:
@@ -70,20 +70,20 @@ class HOIDetections:
         for name in ("image_index", "object", "hoi"):
             arr = getattr(self, name)
             if len(arr) != m:
-                raise DetectionError(f"'{name}' has {len(arr)} rows, 'score' has {m}")
+                raise ResultsError(f"'{name}' has {len(arr)} rows, 'score' has {m}")
             if arr.dtype.kind == "f":
                 bad = ~np.isfinite(arr) | (arr != np.round(arr))
                 if bad.any():
-                    raise DetectionError(f"'{name}' {_rows(bad)}: expected integers, got {arr[bad][:MAX_LISTED_ROWS]}")
+                    raise ResultsError(f"'{name}' {_rows(bad)}: expected integers, got {arr[bad][:MAX_LISTED_ROWS]}")
             elif arr.dtype.kind not in "iub":
-                raise DetectionError(f"'{name}': expected integers, got dtype {arr.dtype}")
+                raise ResultsError(f"'{name}': expected integers, got dtype {arr.dtype}")
             setattr(self, name, arr.astype(np.int64))
         for name in ("boxes_h", "boxes_o"):
             arr = getattr(self, name)
             if m == 0 and arr.size == 0:
                 setattr(self, name, arr.reshape(0, 4))
             elif arr.shape != (m, 4):
-                raise DetectionError(f"'{name}' has shape {arr.shape}, expected ({m}, 4)")
+                raise ResultsError(f"'{name}' has shape {arr.shape}, expected ({m}, 4)")
         if self.filenames is not None:
             self.filenames = [str(f) for f in self.filenames]
 
@@ -91,19 +91,19 @@ class HOIDetections:
         return len(self.score)
 
     @classmethod
-    def empty(cls, filenames: Sequence[str] | None = None) -> "HOIDetections":
+    def empty(cls, filenames: Sequence[str] | None = None) -> "HOIResults":
         """A detection set with no rows."""
         z = np.zeros(0, dtype=np.int64)
         return cls(z, np.zeros((0, 4)), np.zeros((0, 4)), z, z, np.zeros(0), None if filenames is None else list(filenames))
 
-    def select(self, rows: np.ndarray) -> "HOIDetections":
+    def select(self, rows: np.ndarray) -> "HOIResults":
         """The rows ``rows`` (index or bool mask), keeping filenames and meta."""
-        return HOIDetections(self.image_index[rows], self.boxes_h[rows], self.boxes_o[rows],
+        return HOIResults(self.image_index[rows], self.boxes_h[rows], self.boxes_o[rows],
                              self.object[rows], self.hoi[rows], self.score[rows], self.filenames, dict(self.meta))
 
     # ------------------------------------------------------------ checks
     def check(self, num_images: int, hoi_object: np.ndarray, source: str = "detections") -> None:
-        """Raise :class:`DetectionError` for rows that cannot be evaluated.
+        """Raise :class:`ResultsError` for rows that cannot be evaluated.
 
         ``num_images`` is the number of annotated images; ``hoi_object`` (600,) the object of
         each HOI class. Checks: finite scores, finite well-ordered boxes, image and HOI
@@ -112,26 +112,26 @@ class HOIDetections:
         num_hois = len(hoi_object)
         bad = ~np.isfinite(self.score)
         if bad.any():
-            raise DetectionError(f"{source}: {_rows(bad)}: score {self.score[bad][:MAX_LISTED_ROWS]}; "
+            raise ResultsError(f"{source}: {_rows(bad)}: score {self.score[bad][:MAX_LISTED_ROWS]}; "
                                  "expected finite numbers")
         for name in ("boxes_h", "boxes_o"):
             bad = ~well_ordered(getattr(self, name))
             if bad.any():
-                raise DetectionError(f"{source}: {_rows(bad)}: {name} {getattr(self, name)[bad][0].tolist()}; "
+                raise ResultsError(f"{source}: {_rows(bad)}: {name} {getattr(self, name)[bad][0].tolist()}; "
                                      "expected finite [x1, y1, x2, y2] with x1 <= x2 and y1 <= y2")
         limit = len(self.filenames) if self.filenames is not None else num_images
         bad = (self.image_index < 0) | (self.image_index >= limit)
         if bad.any():
-            raise DetectionError(f"{source}: {_rows(bad)}: image_index {self.image_index[bad][:MAX_LISTED_ROWS]}; "
+            raise ResultsError(f"{source}: {_rows(bad)}: image_index {self.image_index[bad][:MAX_LISTED_ROWS]}; "
                                  f"expected 0..{limit - 1}")
         bad = (self.hoi < 0) | (self.hoi >= num_hois)
         if bad.any():
-            raise DetectionError(f"{source}: {_rows(bad)}: hoi {self.hoi[bad][:MAX_LISTED_ROWS]}; "
+            raise ResultsError(f"{source}: {_rows(bad)}: hoi {self.hoi[bad][:MAX_LISTED_ROWS]}; "
                                  f"expected 0..{num_hois - 1}")
         bad = self.object != np.asarray(hoi_object)[self.hoi]
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise DetectionError(f"{source}: {_rows(bad)}: object {self.object[i]} does not match HOI "
+            raise ResultsError(f"{source}: {_rows(bad)}: object {self.object[i]} does not match HOI "
                                  f"{self.hoi[i]}, whose object is {hoi_object[self.hoi[i]]}")
 
     def count_outside(self, sizes: Sequence[Sequence[int]]) -> int:
@@ -145,7 +145,7 @@ class HOIDetections:
             out |= ~((boxes[:, 0] >= 1) & (boxes[:, 1] >= 1) & (boxes[:, 2] <= wh[:, 0]) & (boxes[:, 3] <= wh[:, 1]))
         return int(out.sum())
 
-    def to_annotation_order(self, filenames: Sequence[str], source: str = "detections") -> "HOIDetections":
+    def to_annotation_order(self, filenames: Sequence[str], source: str = "detections") -> "HOIResults":
         """Re-index ``image_index`` into ``filenames`` (the annotation file's order) using
         this set's own ``filenames``; unchanged when it has none."""
         if self.filenames is None or list(self.filenames) == list(filenames):
@@ -153,11 +153,11 @@ class HOIDetections:
         position = {name: i for i, name in enumerate(filenames)}
         missing = [n for n in self.filenames if n not in position]
         if missing:
-            raise DetectionError(f"{source}: {len(missing)} file names are not in the annotation file, "
+            raise ResultsError(f"{source}: {len(missing)} file names are not in the annotation file, "
                                  f"e.g. {missing[:MAX_LISTED_ROWS]}")
         bad = (self.image_index < 0) | (self.image_index >= len(self.filenames))
         if bad.any():
-            raise DetectionError(f"{source}: {_rows(bad)}: image_index {self.image_index[bad][:MAX_LISTED_ROWS]}; "
+            raise ResultsError(f"{source}: {_rows(bad)}: image_index {self.image_index[bad][:MAX_LISTED_ROWS]}; "
                                  f"expected 0..{len(self.filenames) - 1}")
         lookup = np.array([position[n] for n in self.filenames], dtype=np.int64)
         out = self.select(slice(None))
@@ -167,13 +167,13 @@ class HOIDetections:
 
     # ------------------------------------------------------------ I/O
     @classmethod
-    def load(cls, path: str | Path) -> "HOIDetections":
+    def load(cls, path: str | Path) -> "HOIResults":
         """Read a ``.npz`` or ``.h5`` results file."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"detections file not found: {path}")
         if path.suffix not in SUFFIXES:
-            raise DetectionError(f"{path}: unknown results format; expected one of {SUFFIXES} "
+            raise ResultsError(f"{path}: unknown results format; expected one of {SUFFIXES} "
                                  "(or a MATLAB layout, see hoi.evaluation.matlab)")
         try:
             if path.suffix == ".npz":
@@ -187,11 +187,11 @@ class HOIDetections:
                     if "meta_json" in f.attrs:
                         data["meta_json"] = f.attrs["meta_json"]
         except Exception as err:  # truncated zip, bad HDF5 header, ... (numpy/h5py raise many types)
-            raise DetectionError(f"{path}: not a readable {path.suffix} results file ({type(err).__name__}: "
+            raise ResultsError(f"{path}: not a readable {path.suffix} results file ({type(err).__name__}: "
                                  f"{err}); expected the arrays {list(FIELDS)}") from err
         missing = [k for k in FIELDS if k not in data]
         if missing:
-            raise DetectionError(f"{path}: missing arrays {missing}; expected {list(FIELDS)} (+ filenames)")
+            raise ResultsError(f"{path}: missing arrays {missing}; expected {list(FIELDS)} (+ filenames)")
         filenames = None
         if "filenames" in data:
             filenames = [f.decode() if isinstance(f, bytes) else str(f) for f in np.asarray(data["filenames"]).ravel()]
@@ -202,14 +202,14 @@ class HOIDetections:
             meta = json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
         try:
             return cls(*(data[k] for k in FIELDS), filenames=filenames, meta=meta)
-        except DetectionError as err:
-            raise DetectionError(f"{path}: {err}") from err
+        except ResultsError as err:
+            raise ResultsError(f"{path}: {err}") from err
 
     def save(self, path: str | Path) -> None:
         """Write a ``.npz`` or ``.h5`` results file (atomically: temp file, then rename)."""
         path = Path(path)
         if path.suffix not in SUFFIXES:
-            raise DetectionError(f"{path}: expected a file name ending in one of {SUFFIXES}")
+            raise ResultsError(f"{path}: expected a file name ending in one of {SUFFIXES}")
         arrays: dict[str, np.ndarray] = {k: getattr(self, k) for k in FIELDS}
         meta_json = json.dumps(self.meta)
         tmp = path.with_name(path.name + ".tmp" + path.suffix)

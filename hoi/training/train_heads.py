@@ -28,20 +28,32 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..config import to_dict, to_yaml
-from ..data.annotations import pair_counts
-from ..data.hoi_dataset import HOIDataset, to_device
-from ..engine.checkpoint import CheckpointError, arch_mismatch, atomic_save, load_checkpoint
-from ..engine.disk import require_free_space
-from ..engine.distributed import DistInfo, all_gather_objects, all_reduce_sum, barrier
-from ..engine.logging import LOGGER_NAME, MetricsWriter, setup_logging
-from ..engine.seed import capture_rng_state, restore_rng_state, seed_everything
-from ..evaluation import evaluate
-from ..models.vsgnet import VSGNet, VSGNetOutput, bce_log_space
-from ..provenance import FEATURE_FIELDS, annotation_mismatch, features_record, field_mismatches, resolve
-from .config import HOITrainConfig, lr_multiplier
-from .data import build_train_val, inference_loader, open_split, subset_annotations, train_loader
-from .inference import concat_rows, predict
+from hoi.config import to_dict, to_yaml
+from hoi.data.annotations import pair_counts
+from hoi.engine.checkpoint import CheckpointError, arch_mismatch, atomic_save, load_checkpoint
+from hoi.engine.disk import require_free_space
+from hoi.engine.distributed import DistInfo, all_gather_objects, all_reduce_sum, barrier
+from hoi.engine.logging import LOGGER_NAME, MetricsWriter, setup_logging
+from hoi.engine.seed import capture_rng_state, restore_rng_state, seed_everything
+from hoi.evaluation import evaluate
+from hoi.hoi_config import HOITrainConfig, lr_multiplier
+from hoi.inference.scoring import concat_rows, predict
+from hoi.inputs.dataset import HOIDataset, to_device
+from hoi.inputs.loaders import (
+    build_train_val,
+    inference_loader,
+    open_split,
+    subset_annotations,
+    train_loader,
+)
+from hoi.models.heads.vsgnet import VSGNet, VSGNetOutput, bce_log_space
+from hoi.provenance import (
+    FEATURE_FIELDS,
+    annotation_mismatch,
+    features_record,
+    field_mismatches,
+    resolve,
+)
 
 CHECKPOINT_NAME = "checkpoint.pth"
 BEST_NAME = "best.pth"

@@ -9,8 +9,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..evaluation.diagnose import ERROR_TYPES
-from .common import new_figure, save_figure
+from hoi.evaluation.diagnose import ERROR_TYPES
+from hoi.vis.common import new_figure, save_figure
 
 COLORS = {"true_positive": "#4daf4a", "duplicate": "#377eb8", "wrong_verb": "#984ea3",
           "wrong_object": "#a65628", "mis_grouping": "#f781bf", "human_loc": "#ff7f00",

@@ -14,16 +14,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..engine.checkpoint import arch_mismatch
-from .cache import CacheError, DetectionFile, FeatureFile
-from .pairs import PairConfig, image_pairs
+from hoi.data.cache import CacheError, FeatureFile, ProposalFile
+from hoi.engine.checkpoint import arch_mismatch
+from hoi.inputs.pairs import PairConfig, image_pairs
 
 PAIR_KEYS = ("pair_h", "pair_o")
 
 
 def check_inputs(
     anno: Mapping[str, Any],
-    detections: DetectionFile,
+    detections: ProposalFile,
     features: FeatureFile,
     indices: Sequence[int],
     backbone: dict[str, Any] | None,
@@ -75,7 +75,7 @@ class HOIDataset(Dataset):
     def __init__(
         self,
         anno: Mapping[str, Any],
-        detections: DetectionFile,
+        detections: ProposalFile,
         features: FeatureFile,
         indices: Sequence[int],
         pairs: PairConfig,
@@ -167,7 +167,7 @@ class SplitFiles:
     fingerprint and the provenance mismatches the user accepted (``--allow-mismatch``)."""
 
     anno: dict[str, Any]
-    detections: DetectionFile
+    detections: ProposalFile
     features: FeatureFile
     anno_path: str = "<annotations>"
     fingerprint: dict[str, Any] | None = None

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ..config import ConfigError, build_config
-from ..data.pairs import LABEL_RULES, PairConfig
-from ..models.backbones import ARCHS
-from ..models.roi import ROI_POOLS
-from ..models.vsgnet import VSGNetConfig
+from hoi.config import ConfigError, build_config
+from hoi.inputs.pairs import LABEL_RULES, PairConfig
+from hoi.models.backbones import ARCHS
+from hoi.models.heads.roi import ROI_POOLS
+from hoi.models.heads.vsgnet import VSGNetConfig
 
 LOSS_NORMALIZERS = ("images", "pairs")
 SELECT_METRICS = ("full", "rare", "non_rare", "present")

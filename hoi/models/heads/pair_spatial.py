@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .boxes import PIXEL_OFFSET
+from hoi.data.boxes import PIXEL_OFFSET
 
 
 def box_sizes(boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,17 +7,17 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..config import build_config, to_dict
-from ..data.hoi_dataset import HOIDataset
-from ..engine.checkpoint import CheckpointError, load_checkpoint
-from ..engine.distributed import DistInfo, all_gather_objects, barrier
-from ..engine.logging import LOGGER_NAME, setup_logging
-from ..models.vsgnet import VSGNet
-from .config import HOITrainConfig, validate
-from .data import inference_loader, open_split
-from .inference import concat_rows, predict
-from ..provenance import ALLOW_FLAG, FEATURE_FIELDS, features_record, field_mismatches, resolve
-from .trainer import checkpoint_provenance, load_model_state, model_arch
+from hoi.config import build_config, to_dict
+from hoi.engine.checkpoint import CheckpointError, load_checkpoint
+from hoi.engine.distributed import DistInfo, all_gather_objects, barrier
+from hoi.engine.logging import LOGGER_NAME, setup_logging
+from hoi.hoi_config import HOITrainConfig, validate
+from hoi.inference.scoring import concat_rows, predict
+from hoi.inputs.dataset import HOIDataset
+from hoi.inputs.loaders import inference_loader, open_split
+from hoi.models.heads.vsgnet import VSGNet
+from hoi.provenance import ALLOW_FLAG, FEATURE_FIELDS, features_record, field_mismatches, resolve
+from hoi.training.train_heads import checkpoint_provenance, load_model_state, model_arch
 
 log = logging.getLogger(LOGGER_NAME)
 

@@ -4,7 +4,7 @@ The images go through the same stages as a split, into ``OUT/work/``: an image l
 annotation schema (no pairs), detections (Detectron2, or given ones), the backbone's maps
 (the backbone rebuilt from the provenance of the run's training features: architecture,
 weights checked by their sha256, input size, normalisation; random weights from their seed),
-then ``hoi test``'s own inference (:func:`hoi.training.testing.run_test`), whose provenance
+then ``hoi test``'s own inference (:func:`hoi.inference.test_split.run_test`), whose provenance
 check confirms that the maps mean what the training maps meant. ``OUT/predictions.json``
 holds the top HOIs of each image, ``OUT/<image stem>_hoi.png`` their drawings.
 """
@@ -20,21 +20,27 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from ..data.annotations import PAIR_KEYS, build_instances, save_annotations
-from ..data.cache import DetectionFile, FeatureWriter, ImageDetections, write_detections
-from ..data.images import ImageError, ImageListDataset, backbone_input, read_image_size
-from ..data.metadata import hico_metadata
-from ..detection import Detectron2Input, DetectorSettings, build_detector, detect_batch, resolve_weights
-from ..engine.checkpoint import load_checkpoint
-from ..engine.distributed import DistInfo
-from ..engine.logging import LOGGER_NAME
-from ..errors import UserError
-from ..evaluation import HOIDetections
-from ..models.extractor import extract_maps, map_shape, rebuild_extractor
-from ..provenance import annotation_fingerprint
-from ..vis.hoi_drawing import save_detection_image, top_detections
-from .testing import run_test
-from .trainer import checkpoint_provenance
+from hoi.data.annotations import PAIR_KEYS, build_instances, save_annotations
+from hoi.data.cache import FeatureWriter, ImageProposals, ProposalFile, write_proposals
+from hoi.data.images import ImageError, ImageListDataset, backbone_input, read_image_size
+from hoi.data.metadata import hico_metadata
+from hoi.detector import (
+    DetectorSettings,
+    Detectron2Input,
+    build_detector,
+    detect_batch,
+    resolve_weights,
+)
+from hoi.engine.checkpoint import load_checkpoint
+from hoi.engine.distributed import DistInfo
+from hoi.engine.logging import LOGGER_NAME
+from hoi.errors import UserError
+from hoi.evaluation import HOIResults
+from hoi.inference.test_split import run_test
+from hoi.models.extractor import extract_maps, map_shape, rebuild_extractor
+from hoi.provenance import annotation_fingerprint
+from hoi.training.train_heads import checkpoint_provenance
+from hoi.vis.hoi_drawing import save_detection_image, top_detections
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 SPLIT = "images"
@@ -69,9 +75,9 @@ def _loader(paths: list[Path], transform, sizes: list[list[int]], batch_size: in
     return DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate)
 
 
-def given_detections(path: str | Path, names: list[str]) -> tuple[list[ImageDetections], dict[str, Any]]:
+def given_proposals(path: str | Path, names: list[str]) -> tuple[list[ImageProposals], dict[str, Any]]:
     """The detections of ``names`` from a detections file of ours (matched by file name)."""
-    dets = DetectionFile(path)
+    dets = ProposalFile(path)
     missing = [n for n in names if n not in dets.index]
     if missing:
         raise UserError(f"{path}: no detections for {len(missing)} of the {len(names)} images, e.g. "
@@ -79,17 +85,17 @@ def given_detections(path: str | Path, names: list[str]) -> tuple[list[ImageDete
     return [dets.by_name(n) for n in names], {"source": "given", "file": str(path), "from": dets.provenance}
 
 
-def detectron2_detections(paths: list[Path], sizes: list[list[int]], settings: DetectorSettings,
-                          device: torch.device, batch_size: int, workers: int) -> tuple[list[ImageDetections], dict]:
+def detector_proposals(paths: list[Path], sizes: list[list[int]], settings: DetectorSettings,
+                          device: torch.device, batch_size: int, workers: int) -> tuple[list[ImageProposals], dict]:
     weights = resolve_weights(settings)
     model, cfg = build_detector(settings, device, weights)
-    out: list[ImageDetections] = []
+    out: list[ImageProposals] = []
     for batch in _loader(paths, Detectron2Input(cfg), sizes, batch_size, workers, collate=lambda b: b):
         out += detect_batch(model, [inp for _, inp in batch])
     return out, {"source": "detectron2", **settings.provenance(weights)}
 
 
-def hoi_rows(det: HOIDetections, index: int, top_k: int, min_score: float) -> list[dict[str, Any]]:
+def hoi_rows(det: HOIResults, index: int, top_k: int, min_score: float) -> list[dict[str, Any]]:
     """The ``top_k`` best HOIs of image ``index`` with score >= ``min_score``, as JSON records."""
     meta = hico_metadata()
     return [{"human_box": det.boxes_h[r].tolist(), "object_box": det.boxes_o[r].tolist(),
@@ -115,14 +121,14 @@ def predict_images(cfg, args: argparse.Namespace, dist: DistInfo) -> Path:
     log.info("%d images; backbone rebuilt from %s (%s)", len(paths), args.checkpoint, feat_prov["weights"])
 
     if args.detections:
-        dets, det_prov = given_detections(args.detections, names)
+        dets, det_prov = given_proposals(args.detections, names)
     else:
         settings = DetectorSettings(args.detector_config, args.detector_weights, args.detector_score_thresh,
                                     max_per_image=args.detector_max_per_image, min_size=args.detector_min_size,
                                     max_size=args.detector_max_size, weights_flag="--detector-weights")
-        dets, det_prov = detectron2_detections(paths, sizes, settings, dist.device, args.batch_size, args.workers)
+        dets, det_prov = detector_proposals(paths, sizes, settings, dist.device, args.batch_size, args.workers)
     det_path = work / f"detections_{SPLIT}.h5"
-    write_detections(det_path, names, dets, {"kind": "detections", **det_prov, "annotation": fingerprint})
+    write_proposals(det_path, names, dets, {"kind": "detections", **det_prov, "annotation": fingerprint})
 
     extractor.to(dist.device)
     input_size = feat_prov["input_size"]
@@ -141,7 +147,7 @@ def predict_images(cfg, args: argparse.Namespace, dist: DistInfo) -> Path:
     results = work / "results.npz"
     run_test(cfg, argparse.Namespace(checkpoint=args.checkpoint, split=SPLIT, out=results, anno=anno_path,
                                      detections=det_path, features=feat_path), dist)
-    det = HOIDetections.load(results)
+    det = HOIResults.load(results)
     records = []
     for i, (path, (w, h)) in enumerate(zip(paths, sizes)):
         rows = hoi_rows(det, i, args.top_k, args.score_thresh)

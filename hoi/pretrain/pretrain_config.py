@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ..config import ConfigError, build_config
-from ..data.imagefolder import BAD_IMAGE_POLICIES, IMAGE_EXTENSIONS
-from ..models.backbones import ARCHS, BackboneConfig, validate_backbone_config
+from hoi.config import ConfigError, build_config
+from hoi.models.backbones import ARCHS, BackboneConfig, validate_backbone_config
+from hoi.pretrain.imagefolder import BAD_IMAGE_POLICIES, IMAGE_EXTENSIONS
 
 
 @dataclass

@@ -24,18 +24,24 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..config import to_dict, to_yaml
-from ..data.imagefolder import Batch
-from ..engine.checkpoint import CheckpointError, arch_mismatch, atomic_save, load_checkpoint
-from ..engine.distributed import DistInfo, all_gather_objects, all_gather_variable, all_reduce_sum, barrier
-from ..engine.logging import LOGGER_NAME, MetricsWriter, setup_logging
-from ..engine.seed import capture_rng_state, restore_rng_state, seed_everything
-from ..models.attention import ATTENTION_BLOCKS
-from ..models.backbones import AttentionResNet
-from ..models.weights import count_parameters, load_backbone_weights
-from .config import PretrainConfig
-from .data import build_datasets, build_loaders
-from .schedule import warmup_step_scheduler
+from hoi.config import to_dict, to_yaml
+from hoi.engine.checkpoint import CheckpointError, arch_mismatch, atomic_save, load_checkpoint
+from hoi.engine.distributed import (
+    DistInfo,
+    all_gather_objects,
+    all_gather_variable,
+    all_reduce_sum,
+    barrier,
+)
+from hoi.engine.logging import LOGGER_NAME, MetricsWriter, setup_logging
+from hoi.engine.seed import capture_rng_state, restore_rng_state, seed_everything
+from hoi.models.attention import ATTENTION_BLOCKS
+from hoi.models.backbones import AttentionResNet
+from hoi.models.weights import count_parameters, load_backbone_weights
+from hoi.pretrain.imagefolder import Batch
+from hoi.pretrain.imagefolder_loaders import build_datasets, build_loaders
+from hoi.pretrain.pretrain_config import PretrainConfig
+from hoi.pretrain.schedule import warmup_step_scheduler
 
 CHECKPOINT_NAME = "checkpoint.pth"
 # keys whose change between the interrupted and the resumed run is expected

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ..config import ConfigError
-from ..data.imagefolder import (
+from hoi.config import ConfigError
+from hoi.engine.distributed import DistInfo, ShardedSampler
+from hoi.pretrain.imagefolder import (
     DatasetError,
     ImageFolderDataset,
     check_same_classes,
@@ -16,8 +17,7 @@ from ..data.imagefolder import (
     eval_transform,
     train_transform,
 )
-from ..engine.distributed import DistInfo, ShardedSampler
-from .config import PretrainConfig, per_process_batch
+from hoi.pretrain.pretrain_config import PretrainConfig, per_process_batch
 
 
 @dataclass

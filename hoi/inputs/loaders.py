@@ -12,16 +12,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from ..config import ConfigError, to_dict
-from ..data.annotations import size_known
-from ..data.cache import DetectionFile, FeatureFile
-from ..data.hoi_dataset import HOIDataset, SplitFiles, check_inputs, collate
-from ..data.validation import load_valid_annotations
-from ..engine.distributed import ShardedSampler
-from ..engine.logging import LOGGER_NAME
-from ..models.backbones import backbone_config
-from ..provenance import annotation_fingerprint, annotation_mismatch, resolve
-from .config import HOITrainConfig, data_path
+from hoi.config import ConfigError, to_dict
+from hoi.data.annotations import size_known
+from hoi.data.cache import FeatureFile, ProposalFile
+from hoi.data.validation import load_valid_annotations
+from hoi.engine.distributed import ShardedSampler
+from hoi.engine.logging import LOGGER_NAME
+from hoi.hoi_config import HOITrainConfig, data_path
+from hoi.inputs.dataset import HOIDataset, SplitFiles, check_inputs, collate
+from hoi.models.backbones import backbone_config
+from hoi.provenance import annotation_fingerprint, annotation_mismatch, resolve
 
 VAL_SPLIT_NAME = "val_split.json"
 log = logging.getLogger(LOGGER_NAME)
@@ -43,7 +43,7 @@ def open_split(cfg: HOITrainConfig, split: str, annotations: str | Path | None =
         raise FileNotFoundError(f"annotation file not found: {paths['annotations']} (data.annotations / --anno)")
     anno = load_valid_annotations(paths["annotations"])
     fingerprint = annotation_fingerprint(paths["annotations"], anno)
-    dets, feats = DetectionFile(paths["detections"]), FeatureFile(paths["features"])
+    dets, feats = ProposalFile(paths["detections"]), FeatureFile(paths["features"])
     accepted = resolve([annotation_mismatch(f.path, f.provenance, paths["annotations"], fingerprint)
                         for f in (dets, feats)], cfg.data.allow_mismatch, allow_flag)
     files = SplitFiles(anno, dets, feats, str(paths["annotations"]), fingerprint, accepted)

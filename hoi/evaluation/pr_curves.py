@@ -13,17 +13,17 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..data.annotations import load_annotations
-from .detections import HOIDetections
-from .hico_det import (
+from hoi.data.annotations import load_annotations
+from hoi.evaluation.hico_det import (
     IOU_THRESHOLD,
     average_precision_11pt,
     known_object_images,
     match_detections,
-    recall_thresholds,
     prepare,
+    recall_thresholds,
 )
-from .result import SETTINGS
+from hoi.evaluation.hoi_results import HOIResults
+from hoi.evaluation.map_scores import SETTINGS
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def _interpolated(precision: np.ndarray, recall: np.ndarray, thresholds: np.ndar
 
 def precision_recall_curves(
     anno: Mapping[str, Any] | str | Path,
-    detections: HOIDetections,
+    detections: HOIResults,
     hoi_classes: Sequence[int],
     setting: str = "default",
     iou_threshold: float = IOU_THRESHOLD,
@@ -124,7 +124,7 @@ def precision_recall_curves(
 
 def precision_recall(
     anno: Mapping[str, Any] | str | Path,
-    detections: HOIDetections,
+    detections: HOIResults,
     hoi_class: int,
     setting: str = "default",
     iou_threshold: float = IOU_THRESHOLD,

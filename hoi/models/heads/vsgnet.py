@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
-from ..data.metadata import NUM_OBJECTS, NUM_VERBS, hico_metadata
-from ..data.spatial import interaction_maps, pair_geometry
-from .roi import align_roi_pool, official_roi_pool
+
+from hoi.data.metadata import NUM_OBJECTS, NUM_VERBS, hico_metadata
+from hoi.models.heads.pair_spatial import interaction_maps, pair_geometry
+from hoi.models.heads.roi import align_roi_pool, official_roi_pool
 
 GEOMETRY_DIM = 4
 
@@ -30,7 +31,7 @@ GEOMETRY_DIM = 4
 class VSGNetConfig:
     in_channels: int = 1024  # channels of the cached map (layer3 of a ResNet)
     block_channels: int = 512  # inner width of the residual 1x1 blocks
-    roi_pool: str = "official"  # official (integer crop + adaptive max pool) | align (RoIAlign); hoi.models.roi
+    roi_pool: str = "official"  # official (integer crop + adaptive max pool) | align (RoIAlign); hoi.models.heads.roi
     roi_size: int = 10  # pooled box features are roi_size x roi_size
     roi_sampling_ratio: int = 2  # RoIAlign only: samples per bin side (0: adaptive)
     head_hidden: int = 1024  # first Linear of each head
@@ -161,7 +162,7 @@ class VSGNetOutput:
 
 
 class VSGNet(nn.Module):
-    """The VSGNet heads on a batch from :func:`hoi.data.hoi_dataset.collate`.
+    """The VSGNet heads on a batch from :func:`hoi.inputs.dataset.collate`.
 
     Parameter names start with ``spatial.`` for the spatial-attention branch (its own learning
     rate in training).

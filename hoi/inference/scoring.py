@@ -12,11 +12,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data.hoi_dataset import to_device
-from ..data.metadata import hico_metadata
-from ..evaluation import HOIDetections
-from ..models.vsgnet import VSGNet
-from .config import InferenceConfig
+from hoi.data.metadata import hico_metadata
+from hoi.evaluation import HOIResults
+from hoi.hoi_config import InferenceConfig
+from hoi.inputs.dataset import to_device
+from hoi.models.heads.vsgnet import VSGNet
 
 
 def _top_per_image(image: torch.Tensor, score: torch.Tensor, k: int) -> torch.Tensor:
@@ -29,7 +29,7 @@ def _top_per_image(image: torch.Tensor, score: torch.Tensor, k: int) -> torch.Te
     return order[rank < k]
 
 
-def batch_detections(model: VSGNet, batch: dict[str, torch.Tensor], cfg: InferenceConfig,
+def batch_rows(model: VSGNet, batch: dict[str, torch.Tensor], cfg: InferenceConfig,
                      use_amp: bool = False) -> dict[str, torch.Tensor]:
     """HOI rows of one batch (on its device): image_index, boxes_h, boxes_o, object, hoi, score."""
     device = batch["features"].device
@@ -57,13 +57,13 @@ def batch_detections(model: VSGNet, batch: dict[str, torch.Tensor], cfg: Inferen
     return {k: v[keep] for k, v in rows.items()}
 
 
-def concat_rows(parts: Iterable[dict[str, np.ndarray]], filenames: list[str] | None = None) -> HOIDetections:
-    """HOIDetections from row dicts (numpy), in order."""
+def concat_rows(parts: Iterable[dict[str, np.ndarray]], filenames: list[str] | None = None) -> HOIResults:
+    """HOIResults from row dicts (numpy), in order."""
     parts = list(parts)
     if not parts:
-        return HOIDetections.empty(filenames)
+        return HOIResults.empty(filenames)
     cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    return HOIDetections(cat["image_index"], cat["boxes_h"], cat["boxes_o"], cat["object"], cat["hoi"],
+    return HOIResults(cat["image_index"], cat["boxes_h"], cat["boxes_o"], cat["object"], cat["hoi"],
                          cat["score"], filenames)
 
 
@@ -75,7 +75,7 @@ def predict(model: VSGNet, loader: Iterable[dict[str, torch.Tensor]], device: to
     model.eval()
     parts = []
     for batch in tqdm(loader, desc="inference", leave=False, disable=not progress, dynamic_ncols=True):
-        rows = batch_detections(model, to_device(batch, device), cfg, use_amp)
+        rows = batch_rows(model, to_device(batch, device), cfg, use_amp)
         parts.append({k: v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy()
                       for k, v in rows.items()})
     return parts

@@ -9,7 +9,7 @@ appended to the object list and every human is paired with every object), a huma
 paired with its own box as an object; ``exclude_self_pairs`` leaves those pairs out.
 
 Labels (``label_rule``): ``official`` is the official code's rule (GT boxes merged, each
-detected human matched to one GT person; :mod:`hoi.data.official_labels`); ``any_gt_pair``
+detected human matched to one GT person; :mod:`hoi.inputs.pair_labels`); ``any_gt_pair``
 labels a pair with verb v when some GT pair of verb v overlaps its human box and its object
 box with IoU >= ``label_iou`` each (+1 pixel IoU). Either may also require the object class.
 """
@@ -22,10 +22,10 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from .boxes import PIXEL_OFFSET
-from .cache import ImageDetections
-from .metadata import NUM_VERBS, PERSON_OBJECT
-from .official_labels import official_pair_labels
+from hoi.data.boxes import PIXEL_OFFSET
+from hoi.data.cache import ImageProposals
+from hoi.data.metadata import NUM_VERBS, PERSON_OBJECT
+from hoi.inputs.pair_labels import official_pair_labels
 
 LABEL_RULES = ("official", "any_gt_pair")
 
@@ -90,7 +90,7 @@ def _top(mask: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
     return idx[order][:k]
 
 
-def gt_detections(anno: Mapping[str, Any], person_label: int, score: float) -> ImageDetections:
+def gt_proposals(anno: Mapping[str, Any], person_label: int, score: float) -> ImageProposals:
     """The distinct GT boxes of one image's annotation record as detections of score ``score``:
     human boxes as persons, object boxes with their object class."""
     boxes_h = np.asarray(anno["boxes_h"], dtype=np.float32).reshape(-1, 4)
@@ -101,16 +101,16 @@ def gt_detections(anno: Mapping[str, Any], person_label: int, score: float) -> I
         np.concatenate([boxes_o, objects[:, None].astype(np.float32)], axis=1),
     ])
     rows = np.unique(rows, axis=0) if len(rows) else rows.reshape(0, 5)
-    return ImageDetections(rows[:, :4], np.full(len(rows), score, np.float32), rows[:, 4].astype(np.int64))
+    return ImageProposals(rows[:, :4], np.full(len(rows), score, np.float32), rows[:, 4].astype(np.int64))
 
 
-def merge_detections(a: ImageDetections, b: ImageDetections) -> ImageDetections:
+def merge_proposals(a: ImageProposals, b: ImageProposals) -> ImageProposals:
     """The detections of ``a`` followed by those of ``b``."""
-    return ImageDetections(np.concatenate([a.boxes, b.boxes]), np.concatenate([a.scores, b.scores]),
+    return ImageProposals(np.concatenate([a.boxes, b.boxes]), np.concatenate([a.scores, b.scores]),
                            np.concatenate([a.labels, b.labels]))
 
 
-def select_detections(det: ImageDetections, cfg: PairConfig) -> tuple[np.ndarray, np.ndarray]:
+def select_proposals(det: ImageProposals, cfg: PairConfig) -> tuple[np.ndarray, np.ndarray]:
     """Indices into ``det`` of the humans (H,) and the objects (O,) that take part in pairs.
 
     Objects are the non-person detections first, then (``humans_as_objects``) the selected
@@ -160,15 +160,15 @@ def pair_labels(
     return (match.float() @ verbs > 0).float()
 
 
-def image_pairs(det: ImageDetections, cfg: PairConfig, anno: Mapping[str, Any] | None = None,
+def image_pairs(det: ImageProposals, cfg: PairConfig, anno: Mapping[str, Any] | None = None,
                 add_gt: bool = False) -> ImagePairs:
     """The pairs of one image from its detections; labels when ``anno`` (the image's
     annotation record) is given; ``add_gt`` adds its GT boxes to the proposals first."""
     if add_gt:
         if anno is None:
             raise ValueError("add_gt needs the image's annotation record")
-        det = merge_detections(det, gt_detections(anno, cfg.person_label, cfg.gt_score))
-    humans, objects = select_detections(det, cfg)
+        det = merge_proposals(det, gt_proposals(anno, cfg.person_label, cfg.gt_score))
+    humans, objects = select_proposals(det, cfg)
     boxes = torch.from_numpy(det.boxes)
     scores = torch.from_numpy(det.scores)
     labels = torch.from_numpy(det.labels)

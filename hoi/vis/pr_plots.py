@@ -8,13 +8,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..data.annotations import ground_truth_arrays, load_annotations
-from ..data.metadata import hico_metadata
-from ..evaluation.curves import PRCurve, precision_recall_curves
-from ..evaluation.detections import HOIDetections
-from ..evaluation.hico_det import IOU_THRESHOLD, recall_thresholds
-from .common import new_figure, save_figure
-from .hoi_drawing import VisError
+from hoi.data.annotations import ground_truth_arrays, load_annotations
+from hoi.data.metadata import hico_metadata
+from hoi.evaluation.hico_det import IOU_THRESHOLD, recall_thresholds
+from hoi.evaluation.hoi_results import HOIResults
+from hoi.evaluation.pr_curves import PRCurve, precision_recall_curves
+from hoi.vis.common import new_figure, save_figure
+from hoi.vis.hoi_drawing import VisError
 
 CURVES_PER_FIGURE = 8
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
@@ -56,7 +56,7 @@ def plot_pr_curves(curves: Sequence[PRCurve], names: Sequence[str], title: str =
 
 def save_pr_curves(
     anno: Mapping[str, Any] | str | Path,
-    detections: HOIDetections | str | Path,
+    detections: HOIResults | str | Path,
     out_dir: str | Path,
     classes: Sequence[int] | None = None,
     top: int = 6,
@@ -68,7 +68,7 @@ def save_pr_curves(
     Writes ``pr_<setting>.png`` (``pr_<setting>_<k>.png`` when more than
     :data:`CURVES_PER_FIGURE` classes) and returns the paths.
     """
-    det = HOIDetections.load(detections) if isinstance(detections, (str, Path)) else detections
+    det = HOIResults.load(detections) if isinstance(detections, (str, Path)) else detections
     data = load_annotations(anno)
     if classes is None:
         classes = most_annotated_classes(data, top)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from .boxes import PIXEL_OFFSET
+from hoi.data.boxes import PIXEL_OFFSET
 
 _TO_CONTINUOUS = torch.tensor([PIXEL_OFFSET, PIXEL_OFFSET, 0.0, 0.0], dtype=torch.float64)
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
-from ..data.boxes import PIXEL_OFFSET
+from hoi.data.boxes import PIXEL_OFFSET
 
 ROI_POOLS = ("official", "align")
 

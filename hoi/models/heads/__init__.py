@@ -1,0 +1,1 @@
+"""Interaction heads on cached backbone maps, chosen by ``model.name``."""
