@@ -75,8 +75,15 @@ def _check_keys(cfg: DictConfig, schema: DictConfig, origin: str, prefix: str = 
                 f"{origin}: unknown config key '{full}'; closest valid keys: {_closest(full, schema_root(schema))}"
             )
         child, schema_child = cfg._get_node(key), schema._get_node(key)
-        if isinstance(child, DictConfig) and isinstance(schema_child, DictConfig):
+        if isinstance(child, DictConfig) and isinstance(schema_child, DictConfig) \
+                and not is_open_dict(schema_child):
             _check_keys(child, schema_child, origin, full + ".")
+
+
+def is_open_dict(node: DictConfig) -> bool:
+    """A field typed ``dict[str, Any]``: its keys belong to whoever reads it (e.g. an attention
+    block's ``options``, checked against the block's own dataclass), not to the schema."""
+    return node._metadata.object_type in (None, dict)
 
 
 def schema_root(node: DictConfig) -> DictConfig:
@@ -84,6 +91,40 @@ def schema_root(node: DictConfig) -> DictConfig:
     while root._get_parent() is not None:
         root = root._get_parent()
     return root
+
+
+def _layers(
+    path: str | Path | None, overrides: Sequence[str], base: dict[str, Any] | None
+) -> list[tuple[str, DictConfig]]:
+    """The config layers above the schema's defaults, bottom first, each with its origin."""
+    layers: list[tuple[str, DictConfig]] = []
+    if base:
+        layers.append(("preset", OmegaConf.create(base)))
+    if path is not None:
+        layers.append((str(path), load_yaml(path)))
+    if overrides:
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise ConfigError(f"overrides must look like key=value, got {bad}")
+        layers.append(("command line", OmegaConf.from_dotlist(list(overrides))))
+    return layers
+
+
+def peek(
+    key: str,
+    default: Any,
+    path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    base: dict[str, Any] | None = None,
+) -> Any:
+    """The value that ``key`` (dotted) will have once the layers are merged, read before any
+    schema is applied: a key that picks the schema itself (``model.name``) is read this way."""
+    value = default
+    for _, layer in _layers(path, overrides, base):
+        found = OmegaConf.select(layer, key, default=None)
+        if found is not None:
+            value = found
+    return value
 
 
 def build_config(
@@ -99,16 +140,7 @@ def build_config(
     that behaves as (and type-checks as) the dataclass.
     """
     structured = OmegaConf.structured(schema)
-    layers: list[tuple[str, DictConfig]] = []
-    if base:
-        layers.append(("preset", OmegaConf.create(base)))
-    if path is not None:
-        layers.append((str(path), load_yaml(path)))
-    if overrides:
-        bad = [o for o in overrides if "=" not in o]
-        if bad:
-            raise ConfigError(f"overrides must look like key=value, got {bad}")
-        layers.append(("command line", OmegaConf.from_dotlist(list(overrides))))
+    layers = _layers(path, overrides, base)
     cfg = structured
     for origin, layer in layers:
         _check_keys(layer, structured, origin)
