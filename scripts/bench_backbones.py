@@ -33,7 +33,7 @@ MODELS = [
     ("ResNet-50", "resnet50", []),
     ("GC-ResNet-50", "gc_resnet50", []),
     ("SAC-ResNet-50", "sac_resnet50", []),
-    ("SAC-ResNet-50 (Eq.5 as written)", "sac_resnet50", ["attention.order=paper"]),
+    ("SAC-ResNet-50 (Eq.5 as written)", "sac_resnet50", ["attention.options.order=paper"]),
 ]
 SETTINGS = [((224, 224), 8), ((400, 400), 1)]
 # (stage, channels at the SAC position, stride) for an 800x1333 input

@@ -6,7 +6,19 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from hoi.models.attention import ATTENTION_BLOCKS, SpatiallyAwareContext, create_attention
+from hoi.config import ConfigError
+from hoi.models.attention import (
+    ATTENTION_BLOCKS,
+    CBAM,
+    GlobalContext,
+    NoOptions,
+    SpatiallyAwareContext,
+    SqueezeExcite,
+    create_attention,
+)
+from hoi.models.attention.sac import SACOptions
+
+BLOCK_NAMES = sorted(name for name, cls in ATTENTION_BLOCKS.items() if cls is not None)
 
 
 def _randomise(module: torch.nn.Module) -> None:
@@ -66,7 +78,9 @@ def test_softmax_beta_changes_the_output_and_normalises_beta() -> None:
     torch.testing.assert_close(soft.last_beta.sum(dim=1), torch.ones(1, 6, 6))
 
 
-@pytest.mark.parametrize("channels,reduction,contexts", [(64, 32, 2), (256, 32, 8), (16, 32, 1), (512, 512, 1)])
+@pytest.mark.parametrize(
+    "channels,reduction,contexts", [(64, 32, 2), (256, 32, 8), (16, 32, 1), (512, 512, 1)]
+)
 def test_sac_number_of_contexts(channels: int, reduction: int, contexts: int) -> None:
     assert SpatiallyAwareContext(channels, reduction).num_contexts == contexts
 
@@ -103,7 +117,7 @@ def test_additive_blocks_start_as_identity(name: str) -> None:
     assert torch.equal(block(x), x)
 
 
-@pytest.mark.parametrize("name", sorted(ATTENTION_BLOCKS))
+@pytest.mark.parametrize("name", BLOCK_NAMES)
 def test_blocks_keep_shape_and_are_trainable(name: str) -> None:
     block = create_attention(name, 64)
     x = torch.randn(2, 64, 7, 5)
@@ -114,11 +128,43 @@ def test_blocks_keep_shape_and_are_trainable(name: str) -> None:
 
 
 def test_unknown_block_lists_valid_names() -> None:
-    with pytest.raises(ValueError, match=r"unknown attention block 'sak'.*cbam, gc, sac, se"):
+    valid = "cbam, gc, none, sac, se"
+    message = rf"attention.type: unknown value 'sak'; valid names: {valid}$"
+    with pytest.raises(ConfigError, match=message):
         create_attention("sak", 64)
+    with pytest.raises(ConfigError, match=r"'none' builds no attention block"):
+        create_attention("none", 64)
 
 
-@pytest.mark.parametrize("name", sorted(ATTENTION_BLOCKS))
+def test_unknown_sac_order_is_refused_by_its_table() -> None:
+    message = r"attention.options.order: unknown value 'fast'; valid names: cheap, paper$"
+    with pytest.raises(ConfigError, match=message):
+        SpatiallyAwareContext(64, order="fast")
+
+
+@pytest.mark.parametrize(
+    "cls,position,reduction,options",
+    [
+        (SpatiallyAwareContext, "after_conv2", 32, SACOptions),
+        (GlobalContext, "after_conv3", 16, NoOptions),
+        (SqueezeExcite, "after_conv3", 16, NoOptions),
+        (CBAM, "after_conv3", 16, NoOptions),
+    ],
+)
+def test_blocks_carry_their_papers_defaults(cls, position: str, reduction: int, options) -> None:
+    assert (cls.default_position, cls.default_reduction) == (position, reduction)
+    assert cls.Options is options
+
+
+def test_sac_options_and_the_written_order() -> None:
+    assert SACOptions() == SACOptions(softmax_beta=False, order="cheap")
+    cheap = {"softmax_beta": True, "order": "cheap"}
+    assert SpatiallyAwareContext.as_written(cheap) == {"softmax_beta": True, "order": "paper"}
+    assert SpatiallyAwareContext.as_written({"softmax_beta": False, "order": "paper"}) is None
+    assert GlobalContext.as_written({}) is None
+
+
+@pytest.mark.parametrize("name", BLOCK_NAMES)
 def test_wrong_input_shape_names_expected_and_actual(name: str) -> None:
     block = create_attention(name, 64)
     with pytest.raises(ValueError, match=r"built for 64 channels, got an input with 32"):
@@ -135,7 +181,7 @@ def test_gc_block_parameters_match_gcnet() -> None:
     assert sum(p.numel() for p in block.parameters()) == expected
 
 
-@pytest.mark.parametrize("name", sorted(ATTENTION_BLOCKS))
+@pytest.mark.parametrize("name", BLOCK_NAMES)
 def test_blocks_accept_non_contiguous_inputs(name: str) -> None:
     block = create_attention(name, 16)
     x = torch.randn(1, 16, 12, 12)

@@ -1,26 +1,38 @@
-"""Attention ResNets: the paper's parameter and FLOP anchors (DESIGN.md section 3, Tables IX
+"""Attention ResNets: the paper's parameter and FLOP anchors (the paper's Tables IX
 and X), identity start from plain weights, placement, and the frozen feature extractor."""
 
 from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torchvision.models import resnet50 as torchvision_resnet50
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from hoi.config import ConfigError
+from hoi.config import ConfigError, build_config, to_dict
+from hoi.data.cache import CacheError
+from hoi.engine.checkpoint import arch_mismatch
+from hoi.inputs.dataset import check_inputs
 from hoi.models.attention import GlobalContext, SpatiallyAwareContext
 from hoi.models.backbones import (
     AttentionResNet,
+    BackboneConfig,
     FrozenFeatureExtractor,
     attention_modules,
     backbone_config,
     create_backbone,
+    upgrade_backbone_record,
+    validate_backbone_config,
 )
 from hoi.models.complexity import measure
+from hoi.models.extractor import rebuild_extractor
 from hoi.models.weights import count_parameters
+from hoi.pretrain.export import export_backbone
+from hoi.provenance import RANDOM_WEIGHTS
 
-# (arch, overrides, params in millions as printed in the paper / DESIGN.md section 3)
+# (arch, overrides, params in millions as printed in the paper)
 PARAMETER_ANCHORS = [
     ("resnet50", [], 25.56),
     ("sac_resnet50", [], 25.65),
@@ -90,7 +102,9 @@ def test_placement_follows_the_config() -> None:
     assert all(isinstance(b, GlobalContext) for b in attention_modules(gc))
     moved = create_backbone("sac_resnet50", overrides=["attention.position=after_conv3"])
     assert [b.channels for b in attention_modules(moved)] == [256, 512, 1024]
-    every = create_backbone("gc_resnet50", overrides=["attention.stages=[3,5]", "attention.blocks=all"])
+    every = create_backbone(
+        "gc_resnet50", overrides=["attention.stages=[3,5]", "attention.blocks=all"]
+    )
     assert len(attention_modules(every)) == 4 + 3
     r16 = create_backbone("sac_resnet50", overrides=["attention.reduction=16"])
     assert [b.num_contexts for b in attention_modules(r16)] == [4, 8, 16]
@@ -99,7 +113,9 @@ def test_placement_follows_the_config() -> None:
 def test_config_errors_name_what_is_valid() -> None:
     with pytest.raises(ConfigError, match="unknown arch 'sac_resnet51'.*sac_resnet50"):
         backbone_config("sac_resnet51")
-    with pytest.raises(ConfigError, match="attention.type: unknown block 'nl'.*none, cbam, gc, sac, se"):
+    valid = "cbam, gc, none, sac, se"
+    message = f"attention.type: unknown value 'nl'; valid names: {valid}$"
+    with pytest.raises(ConfigError, match=message):
         backbone_config("resnet50", overrides=["attention.type=nl"])
     with pytest.raises(ConfigError, match="stages are numbered 2..5"):
         backbone_config("sac_resnet50", overrides=["attention.stages=[1,2]"])
@@ -109,7 +125,9 @@ def test_config_errors_name_what_is_valid() -> None:
 
 def test_config_file_with_inheritance(tmp_path) -> None:
     (tmp_path / "base.yaml").write_text("depth: 101\nattention:\n  type: sac\n")
-    (tmp_path / "child.yaml").write_text("_base_: base.yaml\nattention:\n  stages: [4]\n  blocks: all\n")
+    (tmp_path / "child.yaml").write_text(
+        "_base_: base.yaml\nattention:\n  stages: [4]\n  blocks: all\n"
+    )
     cfg = backbone_config(config_file=tmp_path / "child.yaml", overrides=["attention.reduction=64"])
     assert (cfg.depth, cfg.attention.type, list(cfg.attention.stages)) == (101, "sac", [4])
     assert (cfg.attention.blocks, cfg.attention.reduction) == ("all", 64)
@@ -155,10 +173,10 @@ def test_frozen_feature_extractor_layer3() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["resnet50", "sac_resnet50", "gc_resnet50", "resnet101", "sac_resnet101", "gc_resnet101"]
+    "name",
+    ["resnet50", "sac_resnet50", "gc_resnet50", "resnet101", "sac_resnet101", "gc_resnet101"],
 )
 def test_backbone_config_files_equal_the_named_presets(name: str) -> None:
-    from hoi.config import to_dict
     from hoi.models.backbones import resolved_placement
     from tests.conftest import REPO
 
@@ -168,3 +186,108 @@ def test_backbone_config_files_equal_the_named_presets(name: str) -> None:
         if cfg.attention.type != "none":
             cfg.attention.position, cfg.attention.reduction = resolved_placement(cfg.attention)
     assert to_dict(from_file) == to_dict(from_preset)
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("attention.position=middle",
+         (r"attention.position: unknown value 'middle'; "
+          r"valid names: after_conv2, after_conv3, auto$")),
+        ("attention.blocks=first",
+         r"attention.blocks: unknown value 'first'; valid names: all, last$"),
+        ("attention.options.order=fast",
+         r"attention.options.order: unknown value 'fast'; valid names: cheap, paper"),
+        ("attention.options.ordr=paper",
+         (r"attention.options of attention.type='sac': unknown config key 'ordr'; "
+          r"closest valid keys: order")),
+    ],
+)
+def test_choices_are_checked_by_their_tables(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        backbone_config("sac_resnet50", overrides=[override])
+
+
+def test_options_belong_to_the_chosen_block() -> None:
+    cfg = backbone_config("sac_resnet50", overrides=["attention.options.order=paper"])
+    assert dict(cfg.attention.options) == {"softmax_beta": False, "order": "paper"}  # completed
+    assert [b.order for b in attention_modules(AttentionResNet(cfg))] == ["paper"] * 3
+    assert dict(backbone_config("gc_resnet50").attention.options) == {}
+    for arch in ("gc_resnet50", "resnet50"):  # SAC's options mean nothing to another block
+        with pytest.raises(ConfigError, match=r"attention.options of .*unknown config key 'order'"):
+            backbone_config(arch, overrides=["attention.options.order=paper"])
+
+
+# ------------------------------------------------------- records written by older versions
+
+
+def _old_layout(record: dict) -> dict:
+    """``record`` as versions before ``attention.options`` wrote it: SAC's options at the top
+    level of ``attention``, for every block type."""
+    old = copy.deepcopy(record)
+    att = old["attention"]
+    att.update({"softmax_beta": False, "order": "cheap", **att.pop("options")})
+    return old
+
+
+@pytest.mark.parametrize(
+    "arch", ["resnet50", "sac_resnet50", "gc_resnet50", "se_resnet50", "cbam_resnet50"]
+)
+def test_old_records_read_as_the_current_layout(arch: str) -> None:
+    current = to_dict(backbone_config(arch))
+    old = _old_layout(current)
+    assert "softmax_beta" in old["attention"] and "options" not in old["attention"]
+    with pytest.raises(ConfigError, match="unknown config key 'attention.softmax_beta'"):
+        build_config(BackboneConfig, base=old)  # what reading it without the upgrade did
+    upgraded = upgrade_backbone_record(old)
+    cfg = build_config(BackboneConfig, base=upgraded)
+    validate_backbone_config(cfg)
+    assert to_dict(cfg) == current
+    assert arch_mismatch(upgraded, current) == []
+    assert upgrade_backbone_record(current) == current  # a current record is left as it is
+
+
+def _check_features_of(recorded_backbone: dict, this_run: dict) -> None:
+    """hoi.inputs.dataset.check_inputs on a one-image feature file that recorded that backbone."""
+    anno = {"filenames": ["a.jpg"], "size": [[20, 10]]}
+    detections = SimpleNamespace(path="detections.h5", index={"a.jpg": 0})
+    features = SimpleNamespace(path="features.h5", index={"a.jpg": 0}, image_sizes=[[20, 10]],
+                               shape=(1024, 4, 4), provenance={"backbone": recorded_backbone})
+    check_inputs(anno, detections, features, [0], this_run, 1024)
+
+
+def test_check_inputs_reads_old_records_and_still_refuses_real_differences() -> None:
+    sac = to_dict(backbone_config("sac_resnet50"))
+    gc = to_dict(backbone_config("gc_resnet50"))
+    _check_features_of(_old_layout(sac), sac)
+    _check_features_of(_old_layout(gc), gc)
+    paper = _old_layout(sac)
+    paper["attention"]["order"] = "paper"
+    with pytest.raises(CacheError, match=r"attention.options.order: features 'paper', this run"):
+        _check_features_of(paper, sac)
+    soft_gc = _old_layout(gc)
+    soft_gc["attention"]["softmax_beta"] = True  # meant nothing then, but not what this run is
+    with pytest.raises(CacheError, match=r"attention.softmax_beta: features True"):
+        _check_features_of(soft_gc, gc)
+    with pytest.raises(CacheError, match=r"attention.type: features 'sac', this run 'gc'"):
+        _check_features_of(_old_layout(sac), gc)
+
+
+def test_extractor_rebuilt_from_an_old_provenance() -> None:
+    current = to_dict(backbone_config("sac_resnet50", overrides=["attention.stages=[4]"]))
+    recorded = {"backbone": _old_layout(current), "layer": "stage4", "input_size": [64, 64],
+                "normalization": {"mean": [0.5] * 3, "std": [0.25] * 3},
+                "weights_sha256": RANDOM_WEIGHTS, "weights_seed": 3}
+    extractor, provenance = rebuild_extractor(recorded, "old.pth")
+    assert provenance["backbone"] == current
+    assert len(attention_modules(extractor)) == 1
+
+
+def test_export_reads_an_old_pretraining_checkpoint(tmp_path) -> None:
+    overrides = ["num_classes=3", "attention.options.order=paper"]
+    cfg = backbone_config("sac_resnet50", overrides=overrides)
+    state = AttentionResNet(cfg).state_dict()
+    ckpt = tmp_path / "checkpoint.pth"
+    torch.save({"arch": _old_layout(to_dict(cfg)), "model": state, "epoch": 0}, ckpt)
+    out, _ = export_backbone(ckpt, tmp_path / "backbone.pth")
+    assert torch.load(out, weights_only=True)["config"] == to_dict(cfg)

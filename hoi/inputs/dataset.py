@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 from hoi.data.cache import CacheError, FeatureFile, ProposalFile
 from hoi.engine.checkpoint import arch_mismatch
 from hoi.inputs.pairs import PairConfig, image_pairs
+from hoi.models.backbones import upgrade_backbone_record
 
 PAIR_KEYS = ("pair_h", "pair_o")
 
@@ -54,7 +55,7 @@ def check_inputs(
         if found is None:
             raise CacheError(f"{features.path}: its provenance records no backbone, so it cannot be checked "
                              f"against this run's (set data.check_backbone=false to use it anyway)")
-        diff = arch_mismatch(found, backbone)
+        diff = arch_mismatch(upgrade_backbone_record(found), backbone)
         if diff:
             raise CacheError(f"{features.path} was extracted with another backbone than this run's:\n  "
                              + "\n  ".join(d.replace(": checkpoint ", ": features ") for d in diff))
@@ -64,7 +65,7 @@ class HOIDataset(Dataset):
     """One item per annotation image in ``indices``: its feature map and its pairs.
 
     Args:
-        anno: the loaded annotation dict (DESIGN.md 2.1).
+        anno: the loaded annotation dict (docs/architecture.md#annotation-files).
         detections, features: the split's detection and feature files.
         indices: annotation image indices that make up this dataset.
         pairs: the pair-building config.

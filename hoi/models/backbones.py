@@ -2,12 +2,17 @@
 weight loading, and the frozen feature extractor of the HOI pipeline.
 
 Stages are numbered as in the papers: stage 2..5 = torchvision's ``layer1``..``layer4``.
-Positions inside a bottleneck (Ruan et al. 2021, Table III):
+Positions inside a bottleneck (Ruan et al. 2021, Table III), ``POSITIONS``:
 
 - ``after_conv2``: after the 3x3 conv (and its BN + ReLU), on the block's width, i.e. before
   the last 1x1 conv. The SAC paper's default.
 - ``after_conv3``: after the last 1x1 conv and its BN, on the block's output channels, before
   the residual addition. Where GCNet, SE and CBAM put their blocks.
+- ``auto``: the block's own ``default_position``.
+
+Which bottlenecks of a chosen stage get a block, ``BOTTLENECKS``: ``last`` or ``all``. The
+block itself comes from :data:`hoi.models.attention.ATTENTION_BLOCKS`, its extra options from
+``attention.options`` (checked against the block's ``Options`` dataclass).
 
 Named architectures (``ARCHS``) follow the paper's Table X: SAC and GC in the last bottleneck
 of stages 2-4, SE and CBAM in every bottleneck of stages 2-5.
@@ -16,37 +21,68 @@ of stages 2-4, SE and CBAM in every bottleneck of stages 2-5.
 from __future__ import annotations
 
 import copy
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from hoi.config import ConfigError, build_config
-from hoi.models.attention import ATTENTION_BLOCKS, create_attention
+from hoi.config import ConfigError, build_config, to_dict
+from hoi.models.attention import ATTENTION_BLOCKS, AttentionBlock, NoOptions, attention_classes
+from hoi.registry import Table
 
 STAGE_DEPTHS: dict[int, list[int]] = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
 STAGES = (2, 3, 4, 5)
-POSITIONS = ("after_conv2", "after_conv3")
-DEFAULT_POSITION = {"sac": "after_conv2", "gc": "after_conv3", "se": "after_conv3", "cbam": "after_conv3"}
-DEFAULT_REDUCTION = {"sac": 32, "gc": 16, "se": 16, "cbam": 16}
 STAGE_STRIDE = {1: 4, 2: 4, 3: 8, 4: 16, 5: 32}
+
+
+def _after_conv2(bottleneck: AttentionBottleneck, make: Callable[[int], nn.Module]) -> None:
+    bottleneck.attn_after_conv2 = make(bottleneck.conv2.out_channels)
+
+
+def _after_conv3(bottleneck: AttentionBottleneck, make: Callable[[int], nn.Module]) -> None:
+    bottleneck.attn_after_conv3 = make(bottleneck.conv3.out_channels)
+
+
+def _last_bottleneck(layer: nn.Sequential) -> list[nn.Module]:
+    return [layer[-1]]
+
+
+def _every_bottleneck(layer: nn.Sequential) -> list[nn.Module]:
+    return list(layer)
+
+
+Attach = Callable[["AttentionBottleneck", Callable[[int], nn.Module]], None]
+# position -> how to attach a block built for a number of channels; auto: the block's default
+POSITIONS: Table[Attach | None] = Table(
+    "attention.position", {"auto": None, "after_conv2": _after_conv2, "after_conv3": _after_conv3}
+)
+# attention.blocks -> the bottlenecks of a stage (an nn.Sequential) that get a block
+BOTTLENECKS: Table[Callable[[nn.Sequential], list[nn.Module]]] = Table(
+    "attention.blocks", {"last": _last_bottleneck, "all": _every_bottleneck}
+)
+# What records written before ``attention.options`` hold at the top level of ``attention``
+# (for every block type), with the values they had when they meant nothing.
+_OLD_TOP_LEVEL_OPTIONS = {"softmax_beta": False, "order": "cheap"}
 
 
 @dataclass
 class AttentionConfig:
     """Where and which attention block goes into the ResNet."""
 
-    type: str = "none"  # none | sac | gc | se | cbam
+    type: str = "none"  # a name of ATTENTION_BLOCKS: none | sac | gc | se | cbam
     stages: list[int] = field(default_factory=lambda: [2, 3, 4])  # subset of 2..5
     blocks: str = "last"  # last | all bottlenecks of each chosen stage
-    position: str = "auto"  # auto (the block's own default) | after_conv2 | after_conv3
-    reduction: int | None = None  # None: the block's default (SAC l=32, GC/SE/CBAM r=16)
-    softmax_beta: bool = False  # SAC only: Table II ablation
-    order: str = "cheap"  # SAC only: cheap | paper (Eq. 5 as written)
+    position: str = "auto"  # auto (the block's default_position) | after_conv2 | after_conv3
+    reduction: int | None = None  # None: the block's default_reduction (SAC l=32, GC/SE/CBAM r=16)
+    # the block's own options (its Options dataclass), e.g. SAC's softmax_beta and order;
+    # completed with the block's defaults by validate_backbone_config
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -90,31 +126,79 @@ def backbone_config(
 
 
 def validate_backbone_config(cfg: BackboneConfig) -> None:
-    """Raise ConfigError naming the field whose value is not allowed."""
+    """Raise ConfigError naming the field whose value is not allowed.
+
+    ``cfg.attention.options`` is replaced by the block's complete options (given values over
+    the block's defaults), so that a recorded config names every option it was built with.
+    """
     if cfg.depth not in STAGE_DEPTHS:
         raise ConfigError(f"depth must be one of {sorted(STAGE_DEPTHS)}, got {cfg.depth}")
     att = cfg.attention
-    if att.type != "none" and att.type not in ATTENTION_BLOCKS:
-        valid = ", ".join(["none", *sorted(ATTENTION_BLOCKS)])
-        raise ConfigError(f"attention.type: unknown block {att.type!r}; valid names: {valid}")
+    ATTENTION_BLOCKS.check(att.type)
     bad = [s for s in att.stages if s not in STAGES]
     if bad:
         raise ConfigError(f"attention.stages: stages are numbered 2..5, got {list(att.stages)}")
-    if att.blocks not in ("last", "all"):
-        raise ConfigError(f"attention.blocks must be 'last' or 'all', got {att.blocks!r}")
-    if att.position not in ("auto", *POSITIONS):
-        raise ConfigError(
-            f"attention.position must be auto, after_conv2 or after_conv3, got {att.position!r}"
-        )
-    if att.order not in ("cheap", "paper"):
-        raise ConfigError(f"attention.order must be 'cheap' or 'paper', got {att.order!r}")
+    BOTTLENECKS.check(att.blocks)
+    POSITIONS.check(att.position)
+    att.options = block_options(att)
+
+
+def block_options(att: AttentionConfig) -> dict[str, Any]:
+    """``att.options`` checked against the block's ``Options`` dataclass (a typo is refused
+    with the closest valid key) and completed with its defaults. ``none`` takes no options."""
+    block = ATTENTION_BLOCKS[att.type]
+    schema = NoOptions if block is None else block.Options
+    try:
+        built = build_config(schema, base=to_dict(att.options))
+    except ConfigError as err:
+        reason = str(err).removeprefix("preset: ")
+        raise ConfigError(f"attention.options of attention.type={att.type!r}: {reason}") from None
+    return dataclasses.asdict(schema(**to_dict(built)))  # the dataclass checks the values
+
+
+def attention_block(att: AttentionConfig) -> type[AttentionBlock] | None:
+    """The block class that ``att.type`` names (None for ``none``)."""
+    return ATTENTION_BLOCKS[att.type]
 
 
 def resolved_placement(att: AttentionConfig) -> tuple[str, int]:
     """(position, reduction) with ``auto`` / ``None`` replaced by the block's defaults."""
-    position = DEFAULT_POSITION[att.type] if att.position == "auto" else att.position
-    reduction = att.reduction if att.reduction is not None else DEFAULT_REDUCTION[att.type]
+    block = attention_block(att)
+    if block is None:
+        raise ConfigError("attention.type is 'none': no block to place")
+    position = block.default_position if att.position == "auto" else att.position
+    reduction = att.reduction if att.reduction is not None else block.default_reduction
     return position, reduction
+
+
+def upgrade_backbone_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A backbone config dict as recorded by any version (features provenance ``backbone``,
+    exported backbones' ``config``, pretraining checkpoints' ``arch``) in the current layout.
+
+    Older versions wrote ``attention.softmax_beta`` and ``attention.order`` for every block
+    type: they move into ``attention.options`` where the block has such options (SAC) and are
+    dropped where they hold the values that meant nothing; anything else is left in place, so
+    that reading the record refuses it.
+    """
+    out = copy.deepcopy(dict(record))
+    att = out.get("attention")
+    if not isinstance(att, Mapping) or not any(k in att for k in _OLD_TOP_LEVEL_OPTIONS):
+        return out
+    att = dict(att)
+    name = att.get("type", "none")
+    block = ATTENTION_BLOCKS.get(name)
+    fields = {f.name for f in dataclasses.fields(block.Options)} if block is not None else set()
+    options = dict(att.get("options") or {})
+    for key, meaningless in _OLD_TOP_LEVEL_OPTIONS.items():
+        if key not in att:
+            continue
+        if key in fields and key not in options:
+            options[key] = att.pop(key)
+        elif att[key] == meaningless:
+            del att[key]
+    att["options"] = options
+    out["attention"] = att
+    return out
 
 
 class AttentionBottleneck(Bottleneck):
@@ -151,25 +235,27 @@ class AttentionResNet(ResNet):
 
     def __init__(self, config: BackboneConfig) -> None:
         validate_backbone_config(config)
-        super().__init__(AttentionBottleneck, STAGE_DEPTHS[config.depth], num_classes=config.num_classes)
+        super().__init__(
+            AttentionBottleneck, STAGE_DEPTHS[config.depth], num_classes=config.num_classes
+        )
         self.config = config
         self._insert_attention(config.attention)
 
     def _insert_attention(self, att: AttentionConfig) -> None:
-        if att.type == "none":
+        block = attention_block(att)
+        if block is None:
             return
         position, reduction = resolved_placement(att)
-        kwargs: dict[str, Any] = {"reduction": reduction}
-        if att.type == "sac":
-            kwargs.update(softmax_beta=att.softmax_beta, order=att.order)
+        attach = POSITIONS[position]
+        options = block_options(att)
+
+        def make(channels: int) -> nn.Module:
+            return block(channels, reduction=reduction, **options)
+
         for stage in sorted(set(att.stages)):
             layer: nn.Sequential = getattr(self, f"layer{stage - 1}")
-            blocks = list(layer) if att.blocks == "all" else [layer[-1]]
-            for block in blocks:
-                if position == "after_conv2":
-                    block.attn_after_conv2 = create_attention(att.type, block.conv2.out_channels, **kwargs)
-                else:
-                    block.attn_after_conv3 = create_attention(att.type, block.conv3.out_channels, **kwargs)
+            for bottleneck in BOTTLENECKS[att.blocks](layer):
+                attach(bottleneck, make)
 
     def forward_features(self, x: torch.Tensor, last_stage: int = 5) -> torch.Tensor:
         """Feature map after stage ``last_stage`` (2..5); stride 4/8/16/32."""
@@ -204,7 +290,7 @@ def create_backbone(
 
 def attention_modules(model: nn.Module) -> list[nn.Module]:
     """The attention blocks inside ``model``, in forward order."""
-    types = tuple(ATTENTION_BLOCKS.values())
+    types = attention_classes()
     return [m for m in model.modules() if isinstance(m, types)]
 
 

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from hoi.models.backbones import AttentionResNet, BackboneConfig, resolved_placement
+from hoi.models.backbones import (
+    AttentionResNet,
+    BackboneConfig,
+    attention_block,
+    block_options,
+    resolved_placement,
+)
 from hoi.models.weights import count_parameters
 
 
@@ -21,7 +27,9 @@ from hoi.models.weights import count_parameters
 class Complexity:
     params: int
     flops: int  # multiply-adds of what the default code executes
-    flops_paper_order: int  # multiply-adds with SAC's Eq. 5 computed in the written order
+    # multiply-adds with the block's equations computed in their written order (SAC's Eq. 5),
+    # where the default code uses an equal but cheaper rewrite (AttentionBlock.as_written)
+    flops_paper_order: int
     input_size: tuple[int, int]
 
 
@@ -37,9 +45,11 @@ def measure(config: BackboneConfig, input_size: tuple[int, int] = (224, 224)) ->
     """Params and multiply-adds of the backbone described by ``config``."""
     model = AttentionResNet(config)
     flops = count_multiply_adds(model, input_size)
-    if config.attention.type == "sac" and config.attention.order != "paper":
+    block = attention_block(config.attention)
+    written = None if block is None else block.as_written(block_options(config.attention))
+    if written is not None:
         paper_cfg = copy.deepcopy(config)
-        paper_cfg.attention.order = "paper"
+        paper_cfg.attention.options = written
         flops_paper = count_multiply_adds(AttentionResNet(paper_cfg), input_size)
     else:
         flops_paper = flops
@@ -49,7 +59,7 @@ def measure(config: BackboneConfig, input_size: tuple[int, int] = (224, 224)) ->
 def describe(config: BackboneConfig) -> str:
     """A short human description of the placement, e.g. 'sac l=32 after_conv2, stages 2-4 last'."""
     att = config.attention
-    if att.type == "none":
+    if attention_block(att) is None:
         return "none"
     position, reduction = resolved_placement(att)
     stages = ",".join(str(s) for s in att.stages)

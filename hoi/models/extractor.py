@@ -2,7 +2,7 @@
 and rebuilt from what a features file recorded (so that ``hoi predict`` computes on new images
 exactly the maps a model was trained on).
 
-The provenance of the maps (DESIGN.md 2.3, :mod:`hoi.provenance`): ``backbone`` (config),
+The provenance of the maps (docs/architecture.md#feature-files, :mod:`hoi.provenance`): ``backbone`` (config),
 ``attention``, ``weights`` (as given), ``weights_sha256`` (or ``random`` with ``weights_seed``),
 ``input_size``, ``normalization``, ``layer``, ``stride``, ``dtype``.
 """
@@ -21,6 +21,7 @@ from hoi.models.backbones import (
     AttentionResNet,
     BackboneConfig,
     FrozenFeatureExtractor,
+    upgrade_backbone_record,
     validate_backbone_config,
 )
 from hoi.models.complexity import describe
@@ -81,7 +82,8 @@ def rebuild_extractor(recorded: Mapping[str, Any], source: str,
     ``weights_file`` or else the recorded path, refused unless its sha256 is the recorded one.
     """
     try:
-        cfg = build_config(BackboneConfig, None, (), base=dict(recorded["backbone"]))
+        backbone = upgrade_backbone_record(recorded["backbone"])  # also older records
+        cfg = build_config(BackboneConfig, None, (), base=backbone)
         validate_backbone_config(cfg)
         stage = int(str(recorded["layer"]).removeprefix("stage"))
         input_size, norm = recorded["input_size"], recorded["normalization"]

@@ -26,11 +26,9 @@ import torch
 from torch import nn
 
 from hoi.errors import UserError
-from hoi.models.attention import ATTENTION_BLOCKS
+from hoi.models.attention import attention_classes
 from hoi.models.backbones import AttentionResNet
-from hoi.provenance import file_sha256 as sha256_of  # noqa: F401 - one sha256 helper for the project
-
-ATTENTION_TYPES = tuple(ATTENTION_BLOCKS.values())
+from hoi.provenance import file_sha256 as sha256_of  # one sha256 helper for the project
 
 TORCHVISION_WEIGHTS = {
     50: "ResNet50_Weights",
@@ -92,7 +90,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             if key in obj and isinstance(obj[key], dict):
                 obj = obj[key]
                 break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    is_state = isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values())
+    if not is_state or not obj:
         raise WeightsError(
             f"{path}: expected a state dict (parameter name -> tensor), or a checkpoint with a "
             f"'model', 'backbone' or 'state_dict' entry; found {type(obj).__name__}"
@@ -139,10 +138,11 @@ def load_backbone_weights(
     else:
         own_keys = set(own)
 
+    attention_types = attention_classes()  # read now: blocks registered after import count
     attention_keys = {
         f"{name}.{key}"
         for name, module in model.named_modules()
-        if isinstance(module, ATTENTION_TYPES)
+        if isinstance(module, attention_types)
         for key in module.state_dict()
     }
     source_has_attention = any(k in attention_keys for k in state)
@@ -158,7 +158,9 @@ def load_backbone_weights(
     ]
     report.missing, report.unexpected = missing, unexpected
     if mismatched:
-        raise WeightsError(f"{source}: shapes do not match the model: {_format_keys(sorted(mismatched))}")
+        raise WeightsError(
+            f"{source}: shapes do not match the model: {_format_keys(sorted(mismatched))}"
+        )
     if strict and (missing or unexpected):
         raise WeightsError(
             f"{source}: weights do not match the model "

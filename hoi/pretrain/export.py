@@ -7,7 +7,7 @@ from typing import Any
 
 from hoi.config import build_config, to_dict
 from hoi.engine.checkpoint import CheckpointError, atomic_save, load_checkpoint
-from hoi.models.backbones import AttentionResNet, BackboneConfig
+from hoi.models.backbones import AttentionResNet, BackboneConfig, upgrade_backbone_record
 from hoi.models.weights import sha256_of
 from hoi.pretrain.recipe import recipe_from_checkpoint
 
@@ -28,7 +28,7 @@ def export_backbone(checkpoint: str | Path, out: str | Path) -> tuple[Path, str]
             f"{checkpoint}: not a training checkpoint of `hoi pretrain` (missing {missing}; expected "
             f"'arch' (the backbone config) and 'model' (its weights))"
         )
-    config = build_config(BackboneConfig, base=ckpt["arch"])
+    config = build_config(BackboneConfig, base=upgrade_backbone_record(ckpt["arch"]))
     state = {k.removeprefix("module."): v for k, v in ckpt["model"].items()}
     try:
         AttentionResNet(config).load_state_dict(state)

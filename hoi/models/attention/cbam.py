@@ -7,13 +7,15 @@ Woo et al., "CBAM: Convolutional Block Attention Module", ECCV 2018. Channel att
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
-from hoi.models.attention.base import check_feature_map
+from hoi.models.attention.base import AttentionBlock, check_feature_map
 
 
-class CBAM(nn.Module):
+class CBAM(AttentionBlock):
     """CBAM block. Shapes: (B, C, H, W) -> (B, C, H, W).
 
     Args:
@@ -21,6 +23,9 @@ class CBAM(nn.Module):
         reduction: r, bottleneck ratio of the channel MLP (16 in the CBAM paper).
         kernel_size: size of the spatial-attention convolution (7 in the CBAM paper).
     """
+
+    default_position: ClassVar[str] = "after_conv3"
+    default_reduction: ClassVar[int] = 16
 
     def __init__(self, channels: int, reduction: int = 16, kernel_size: int = 7) -> None:
         super().__init__()

@@ -8,13 +8,15 @@ fusion: the same context vector is added to every position.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
-from hoi.models.attention.base import check_feature_map
+from hoi.models.attention.base import AttentionBlock, check_feature_map
 
 
-class GlobalContext(nn.Module):
+class GlobalContext(AttentionBlock):
     """GC block with attention pooling and additive fusion.
 
     Args:
@@ -24,6 +26,9 @@ class GlobalContext(nn.Module):
     Shapes: (B, C, H, W) -> (B, C, H, W). ``last_alpha`` (B, 1, H, W) holds the attention
     map of the last forward.
     """
+
+    default_position: ClassVar[str] = "after_conv3"
+    default_reduction: ClassVar[int] = 16
 
     def __init__(self, channels: int, reduction: int = 16) -> None:
         super().__init__()

@@ -18,17 +18,58 @@ same Z. Neither order ever materialises an N x N matrix.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
-from hoi.models.attention.base import check_feature_map
+from hoi.models.attention.base import AttentionBlock, check_feature_map
+from hoi.registry import Table
 
 ComputeOrder = Literal["cheap", "paper"]
 
 
-class SpatiallyAwareContext(nn.Module):
+def _fuse_cheap(rho: nn.Conv2d, x: torch.Tensor, flat: torch.Tensor, mu: torch.Tensor,
+                beta: torch.Tensor) -> torch.Tensor:
+    """Z = X + (W_rho mu^T) beta + b_rho. x (B, C, H, W), flat (B, C, N), mu (B, K, C),
+    beta (B, K, N) -> (B, C, H, W)."""
+    b, c, h, w = x.shape
+    mixed = torch.matmul(rho.weight.view(c, c), mu.transpose(1, 2))  # B, C, K
+    # Fold b_rho into the product as a (K+1)-th context whose weight is 1 everywhere,
+    # so that Z = X + (W_rho mu^T) beta + b_rho is one pass over the C x N output.
+    mixed = torch.cat([mixed, rho.bias.view(1, c, 1).expand(b, c, 1)], dim=2)
+    beta1 = torch.cat([beta, beta.new_ones(b, 1, h * w)], dim=1)
+    return torch.baddbmm(flat, mixed, beta1).view(b, c, h, w)
+
+
+def _fuse_paper(rho: nn.Conv2d, x: torch.Tensor, flat: torch.Tensor, mu: torch.Tensor,
+                beta: torch.Tensor) -> torch.Tensor:
+    """Z = X + W_rho (mu^T beta), Eq. 4-5 as written; same shapes as :func:`_fuse_cheap`."""
+    b, c, h, w = x.shape
+    context = torch.bmm(mu.transpose(1, 2), beta)  # B, C, N: Y of Eq. 4
+    return x + rho(context.view(b, c, h, w))  # Eq. 5 as written
+
+
+Fuse = Callable[[nn.Conv2d, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+COMPUTE_ORDERS: Table[Fuse] = Table(
+    "attention.options.order", {"cheap": _fuse_cheap, "paper": _fuse_paper}
+)
+
+
+@dataclass
+class SACOptions:
+    """SAC's options (``attention.options`` of a SAC backbone)."""
+
+    softmax_beta: bool = False  # Table II ablation: true
+    order: str = "cheap"  # cheap: (W_rho mu^T) beta; paper: Eq. 5 as written, same output
+
+    def __post_init__(self) -> None:
+        COMPUTE_ORDERS.check(self.order)
+
+
+class SpatiallyAwareContext(AttentionBlock):
     """SAC block: ``Z = X + W_rho (mu^T beta)``.
 
     Args:
@@ -43,6 +84,10 @@ class SpatiallyAwareContext(nn.Module):
     (B, K, H, W) and ``last_beta`` (B, K, H, W) hold the detached attention maps.
     """
 
+    default_position: ClassVar[str] = "after_conv2"
+    default_reduction: ClassVar[int] = 32
+    Options: ClassVar[type] = SACOptions
+
     def __init__(
         self,
         channels: int,
@@ -52,8 +97,7 @@ class SpatiallyAwareContext(nn.Module):
         order: ComputeOrder = "cheap",
     ) -> None:
         super().__init__()
-        if order not in ("cheap", "paper"):
-            raise ValueError(f"SAC order must be 'cheap' or 'paper', got {order!r}")
+        SACOptions(softmax_beta, order)  # ConfigError naming attention.options.order if unknown
         if reduction < 1:
             raise ValueError(f"SAC reduction ratio must be >= 1, got {reduction}")
         self.channels = channels
@@ -92,16 +136,12 @@ class SpatiallyAwareContext(nn.Module):
             beta = beta.softmax(dim=1)
         self.last_alpha = alpha.detach().view(b, k, h, w)
         self.last_beta = beta.detach().view(b, k, h, w)
+        return COMPUTE_ORDERS[self.order](self.rho, x, flat, mu, beta)  # Eq. 4-5
 
-        if self.order == "cheap":
-            mixed = torch.matmul(self.rho.weight.view(c, c), mu.transpose(1, 2))  # B, C, K
-            # Fold b_rho into the product as a (K+1)-th context whose weight is 1 everywhere,
-            # so that Z = X + (W_rho mu^T) beta + b_rho is one pass over the C x N output.
-            mixed = torch.cat([mixed, self.rho.bias.view(1, c, 1).expand(b, c, 1)], dim=2)
-            beta1 = torch.cat([beta, beta.new_ones(b, 1, h * w)], dim=1)
-            return torch.baddbmm(flat, mixed, beta1).view(b, c, h, w)
-        context = torch.bmm(mu.transpose(1, 2), beta)  # B, C, N: Y of Eq. 4
-        return x + self.rho(context.view(b, c, h, w))  # Eq. 5 as written
+    @classmethod
+    def as_written(cls, options: dict[str, Any]) -> dict[str, Any] | None:
+        """``order=paper`` unless ``options`` already computes Eq. 5 in the written order."""
+        return None if options.get("order") == "paper" else {**options, "order": "paper"}
 
     def extra_repr(self) -> str:
         return (

@@ -6,13 +6,15 @@ bottleneck MLP (C -> C/r -> C, ReLU then sigmoid) and channel-wise rescaling.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
-from hoi.models.attention.base import check_feature_map
+from hoi.models.attention.base import AttentionBlock, check_feature_map
 
 
-class SqueezeExcite(nn.Module):
+class SqueezeExcite(AttentionBlock):
     """SE block. Shapes: (B, C, H, W) -> (B, C, H, W).
 
     Args:
@@ -22,6 +24,9 @@ class SqueezeExcite(nn.Module):
     Unlike the additive blocks, SE rescales its input and so cannot start as the identity;
     it is trained from scratch with the network, as in the SE paper.
     """
+
+    default_position: ClassVar[str] = "after_conv3"
+    default_reduction: ClassVar[int] = 16
 
     def __init__(self, channels: int, reduction: int = 16) -> None:
         super().__init__()
