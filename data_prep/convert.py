@@ -10,7 +10,7 @@ its ``list_action`` must be the official HOI order and its image lists must matc
 ``--hake`` converts HAKE's re-release of the training split instead (:mod:`hoi.data.hake`;
 117,654 pairs, 217 fewer than the official file: prefer ``--mat`` when you have it); the 485
 images without labels take their size from ``--images`` (else it is recorded as unknown).
-A file already in the JSON schema (DESIGN.md 2.1) is accepted as it is: it is checked and
+A file already in the JSON schema (docs/architecture.md#annotation-files) is accepted as it is: it is checked and
 copied. A ``convert_info.json`` beside the outputs records the inputs and their sha256.
 """
 

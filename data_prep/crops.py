@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from data_prep.detect import gt_proposals
+from hoi.data.cache import gt_proposals
 from hoi.data.annotations import load_annotations
 from hoi.data.images import check_image_dir, load_rgb
 from hoi.data.metadata import hico_metadata
@@ -36,7 +36,7 @@ def make_crops(images: Path, anno_path: Path, out: Path, size: int = 64, margin:
     names = hico_metadata().objects
     crops: dict[str, list[tuple[int, int, np.ndarray]]] = defaultdict(list)
     for i, filename in enumerate(anno["filenames"]):
-        det = gt_proposals(anno, i)
+        det = gt_proposals(anno["annotation"][i])
         for k, (box, label) in enumerate(zip(det.boxes, det.labels)):
             crops[names[label]].append((i, k, box))
     rng = np.random.default_rng(seed)

@@ -47,19 +47,17 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from data_prep.common import code_version, rank_part, run_stage, shard
-from hoi.data.cache import CacheError, ImageProposals, ProposalWriter, write_proposals
+from hoi.data.cache import CacheError, ImageProposals, ProposalWriter, gt_proposals, write_proposals
 from hoi.data.images import ImageListDataset, check_image_dir
-from hoi.data.metadata import PERSON_OBJECT, hico_metadata
+from hoi.data.metadata import hico_metadata
 from hoi.data.validation import load_valid_annotations
-from hoi.detector import (  # noqa: F401 - continuous_to_inclusive, detectron2_cfg: the stage's public names
+from hoi.detector import (
     DEFAULT_CONFIG,
     DetectorError,
     DetectorSettings,
     Detectron2Input,
     build_detector,
-    continuous_to_inclusive,
     detect_batch,
-    detectron2_cfg,
     resolve_weights,
 )
 from hoi.engine.disk import require_free_space
@@ -117,16 +115,11 @@ def _run_detectron2(args, info, writer, todo, filenames, sizes, weights: str | N
 
 
 # --------------------------------------------------------------------------- ground truth
-def gt_proposals(anno: dict[str, Any], index: int, jitter: float = 0.0, seed: int = 0) -> ImageProposals:
-    """Distinct GT boxes of one image (humans as person), score 1, optionally jittered."""
-    pairs = anno["annotation"][index]
-    boxes = np.asarray(pairs["boxes_h"] + pairs["boxes_o"], dtype=np.float32).reshape(-1, 4)
-    labels = np.asarray([PERSON_OBJECT] * len(pairs["boxes_h"]) + list(pairs["object"]), dtype=np.int64)
-    if len(boxes):
-        keyed = np.concatenate([boxes, labels[:, None].astype(np.float32)], axis=1)
-        _, first = np.unique(keyed, axis=0, return_index=True)
-        keep = np.sort(first)
-        boxes, labels = boxes[keep], labels[keep]
+def gt_proposals_jittered(anno: dict[str, Any], index: int, jitter: float = 0.0, seed: int = 0) -> ImageProposals:
+    """Distinct GT boxes of image ``index`` (humans as person), score 1, optionally jittered by
+    ``jitter`` x the box size (seeded per image), rounded and clipped to the image."""
+    det = gt_proposals(anno["annotation"][index])
+    boxes = det.boxes
     if jitter > 0 and len(boxes):
         w, h = anno["size"][index]
         rng = np.random.default_rng([seed, index])
@@ -136,7 +129,7 @@ def gt_proposals(anno: dict[str, Any], index: int, jitter: float = 0.0, seed: in
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(1, w)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(1, h)
         boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2])
-    return ImageProposals(boxes, np.ones(len(boxes), dtype=np.float32), labels)
+    return ImageProposals(boxes, det.scores, det.labels)
 
 
 # --------------------------------------------------------------------------- import
@@ -204,7 +197,7 @@ def detect(args: argparse.Namespace) -> Path:
     filenames, sizes = anno["filenames"], anno["size"]
     prov = provenance_of(args, anno)
     if args.source == "gt":
-        dets = [gt_proposals(anno, i, args.jitter, args.seed) for i in range(len(filenames))]
+        dets = [gt_proposals_jittered(anno, i, args.jitter, args.seed) for i in range(len(filenames))]
         write_proposals(out, filenames, dets, prov)
         print(f"[detect] ground-truth boxes{' jittered by %.2f' % args.jitter if args.jitter else ''} "
               f"for {len(filenames)} images -> {out}", flush=True)

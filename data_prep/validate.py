@@ -22,7 +22,7 @@ MAX_REPORT = 1000  # problems printed; the summary counts all of them
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_prep.validate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("file", type=Path, help="annotation JSON (DESIGN.md 2.1)")
+    parser.add_argument("file", type=Path, help="annotation JSON (docs/architecture.md#annotation-files)")
     parser.add_argument("--max-report", type=int, default=MAX_REPORT, help="problems to print")
     args = parser.parse_args(argv)
     try:

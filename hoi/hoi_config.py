@@ -1,5 +1,6 @@
-"""The config of a VSGNet run on HICO-DET (Table XI): data files, pair building, the model,
-optimisation, inference and run control.
+"""The config of an HOI run on HICO-DET (Table XI): data files, pair building, the interaction
+head (``model.*``, its keys depend on ``model.name``), optimisation, inference and run control.
+``hoi train`` writes it; ``hoi test`` and ``hoi predict`` read it back from the checkpoint.
 
 Defaults are the SAC paper's recipe (Sec. IV-C): SGD, momentum 0.9, weight decay 1e-4, batch
 16, 50 epochs, lr 0.001 raised tenfold for every layer but the spatial-attention branch in
@@ -12,43 +13,43 @@ Pair building and RoI pooling default to the official code's behaviour (``pairs.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
-from hoi.config import ConfigError, build_config
+from hoi.config import ConfigError, build_config, peek
+from hoi.engine.checkpoint import CheckpointError
+from hoi.inference.scoring import InferenceConfig
 from hoi.inputs.pairs import LABEL_RULES, PairConfig
+from hoi.inputs.dataset import SplitFiles
+from hoi.inputs.split_files import DataConfig, open_split
 from hoi.models.backbones import ARCHS
-from hoi.models.heads.roi import ROI_POOLS
-from hoi.models.heads.vsgnet import VSGNetConfig
+from hoi.models.heads import HEADS, HeadConfig
+from hoi.registry import Table
 
-LOSS_NORMALIZERS = ("images", "pairs")
-SELECT_METRICS = ("full", "rare", "non_rare", "present")
+DEFAULT_HEAD = "vsgnet"
 
-
-@dataclass
-class DataConfig:
-    root: str = "data/hicodet"
-    # file templates; {root}, {split} and {arch} are filled in
-    annotations: str = "{root}/instances_{split}.json"
-    detections: str = "{root}/cache/detections_{split}.h5"
-    features: str = "{root}/cache/{arch}/features_{split}.h5"
-    train_split: str = "train2015"
-    test_split: str = "test2015"
-    val_fraction: float = 0.05  # of the training images, held out for model selection
-    val_seed: int = 0  # the held-out images depend on this seed only
-    workers: int = 4  # DataLoader worker processes per training process
-    check_backbone: bool = True  # refuse features whose provenance names another backbone
-    allow_mismatch: bool = False  # use caches made from another annotation / backbone anyway (recorded)
-
+# optim.loss_normalizer: the count (per process) that the summed loss is divided by, x verbs
+LOSS_NORMALIZERS = Table("optim.loss_normalizer", {
+    "images": lambda batch: batch["features"].shape[0],  # the official code's
+    "pairs": lambda batch: batch["pair_h"].shape[0],
+})
+# select_metric: the validation metric that picks best.pth
+SELECT_METRICS = Table("select_metric", {
+    "full": "val/map_full", "rare": "val/map_rare", "non_rare": "val/map_non_rare",
+    "present": "val/map_present",
+})
 
 
 @dataclass
 class OptimConfig:
     epochs: int = 50  # 0: save the untrained model (best.pth) as a baseline and stop
     batch_size: int = 16  # images, total over all processes
-    lr: float = 0.001  # every parameter but the spatial-attention branch
-    spatial_lr: float = 0.001  # the spatial-attention branch (never multiplied)
+    lr: float = 0.001  # every parameter group the head marks as scheduled
     lr_factor: float = 10.0  # lr x lr_factor in epochs lr_factor_epochs
     lr_factor_epochs: list[int] = field(default_factory=lambda: [10, 28])  # first, last (1-based, inclusive)
     momentum: float = 0.9
@@ -59,18 +60,11 @@ class OptimConfig:
 
 
 @dataclass
-class InferenceConfig:
-    batch_size: int = 16  # images per process
-    min_score: float = 0.0  # rows with a lower score are not written
-    max_per_image: int | None = None  # keep the top rows of each image (None: all)
-
-
-@dataclass
 class HOITrainConfig:
     arch: str = "sac_resnet50"  # the backbone that made the features (hoi.models.backbones.ARCHS)
     data: DataConfig = field(default_factory=DataConfig)
     pairs: PairConfig = field(default_factory=PairConfig)
-    model: VSGNetConfig = field(default_factory=VSGNetConfig)
+    model: HeadConfig = field(default_factory=HeadConfig)  # the head's own Config (run_schema)
     optim: OptimConfig = field(default_factory=OptimConfig)
     test: InferenceConfig = field(default_factory=InferenceConfig)
     output_dir: str = "runs/hico/default"
@@ -86,23 +80,26 @@ class HOITrainConfig:
     dist_timeout_s: float = 1800.0
 
 
-def data_path(data: DataConfig, kind: str, split: str, arch: str) -> Path:
-    """The file of ``kind`` (annotations, detections, features) of ``split``."""
-    return Path(getattr(data, kind).format(root=data.root, split=split, arch=arch))
+def run_schema(head: str) -> type[HOITrainConfig]:
+    """:class:`HOITrainConfig` whose ``model`` is the ``Config`` of head ``head``, so that the
+    head's keys are typed and checked like every other key."""
+    return _schema_with(HEADS[head].Config)
+
+
+@functools.cache
+def _schema_with(head_config: type[HeadConfig]) -> type[HOITrainConfig]:
+    return dataclasses.make_dataclass(f"HOITrainConfig_{head_config.__name__}",
+                                      [("model", head_config, field(default_factory=head_config))],
+                                      bases=(HOITrainConfig,))
 
 
 def validate(cfg: HOITrainConfig) -> None:
     """Raise ConfigError naming the key whose value is not allowed."""
     if cfg.arch not in ARCHS:
         raise ConfigError(f"arch: unknown backbone {cfg.arch!r}; valid names: {', '.join(sorted(ARCHS))}")
-    if cfg.optim.loss_normalizer not in LOSS_NORMALIZERS:
-        raise ConfigError(f"optim.loss_normalizer must be one of {LOSS_NORMALIZERS}, got {cfg.optim.loss_normalizer!r}")
-    if cfg.pairs.label_rule not in LABEL_RULES:
-        raise ConfigError(f"pairs.label_rule must be one of {LABEL_RULES}, got {cfg.pairs.label_rule!r}")
-    if cfg.model.roi_pool not in ROI_POOLS:
-        raise ConfigError(f"model.roi_pool must be one of {ROI_POOLS}, got {cfg.model.roi_pool!r}")
-    if cfg.select_metric not in SELECT_METRICS:
-        raise ConfigError(f"select_metric must be one of {SELECT_METRICS}, got {cfg.select_metric!r}")
+    for table, value in ((LOSS_NORMALIZERS, cfg.optim.loss_normalizer), (LABEL_RULES, cfg.pairs.label_rule),
+                         (SELECT_METRICS, cfg.select_metric), (HEADS, cfg.model.name)):
+        table.check(value)
     if len(cfg.optim.lr_factor_epochs) != 2:
         raise ConfigError(f"optim.lr_factor_epochs must be [first, last], got {list(cfg.optim.lr_factor_epochs)}")
     if not 0.0 <= cfg.data.val_fraction < 1.0:
@@ -111,15 +108,53 @@ def validate(cfg: HOITrainConfig) -> None:
         raise ConfigError("optim.batch_size must be positive and optim.epochs not negative")
 
 
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> HOITrainConfig:
-    """The validated run config: schema defaults, the YAML file (with ``_base_``), overrides."""
-    cfg = build_config(HOITrainConfig, path, overrides)
+def upgrade_run_config(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """A run config saved by an older version, in today's keys: ``optim.spatial_lr`` (a VSGNet
+    setting) is now ``model.spatial_lr``."""
+    cfg = copy.deepcopy(dict(saved))
+    optim, model = dict(cfg.get("optim") or {}), dict(cfg.get("model") or {})
+    if "spatial_lr" in optim:
+        model.setdefault("spatial_lr", optim.pop("spatial_lr"))
+        cfg["optim"], cfg["model"] = optim, model
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
+                base: Mapping[str, Any] | None = None) -> HOITrainConfig:
+    """The validated run config: schema defaults, ``base`` (a saved config), the YAML file (with
+    ``_base_``), overrides. ``model.name`` picks the head and so the schema of ``model.*``."""
+    base = upgrade_run_config(base) if base is not None else None
+    head = peek("model.name", DEFAULT_HEAD, path, overrides, base)
+    cfg = build_config(run_schema(str(head)), path, overrides, base=base)
     validate(cfg)
     return cfg
 
 
+def config_of_checkpoint(ckpt: Mapping[str, Any], source: str | Path,
+                         overrides: Sequence[str] = ()) -> HOITrainConfig:
+    """The run config saved in a ``hoi train`` checkpoint, with ``overrides`` on top."""
+    if "config" not in ckpt or "arch" not in ckpt:
+        raise CheckpointError(f"{source}: not a hoi train checkpoint (no config/arch entries)")
+    return load_config(None, overrides, base=ckpt["config"])
+
+
+def model_arch(cfg: HOITrainConfig) -> dict[str, Any]:
+    """What a checkpoint's weights fit: the head, its architecture keys and the features' backbone."""
+    return {"model": cfg.model.name, "backbone": cfg.arch,
+            "heads": HEADS[cfg.model.name].arch_record(cfg.model)}
+
+
 def lr_multiplier(cfg: OptimConfig, epoch: int) -> float:
     """The factor on ``lr`` in (0-based) ``epoch``: ``lr_factor`` in the 1-based, inclusive
-    range ``lr_factor_epochs``, else 1. The spatial branch always trains at ``spatial_lr``."""
+    range ``lr_factor_epochs``, else 1. Groups the head marks as not scheduled keep their rate."""
     first, last = cfg.lr_factor_epochs
     return cfg.lr_factor if first <= epoch + 1 <= last else 1.0
+
+
+def open_run_split(cfg: HOITrainConfig, split: str, annotations: str | Path | None = None,
+                   detections: str | Path | None = None, features: str | Path | None = None,
+                   allow_flag: str = "data.allow_mismatch=true") -> SplitFiles:
+    """The files of ``split`` for this run (:func:`hoi.inputs.split_files.open_split` with the
+    run's data templates, backbone and head input channels)."""
+    return open_split(cfg.data, cfg.arch, cfg.model.in_channels, split, annotations, detections, features,
+                      allow_flag)

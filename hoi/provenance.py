@@ -139,3 +139,10 @@ def _canonical(value: Any) -> str:
 def _short(value: Any, limit: int = 80) -> str:
     text = _canonical(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def checkpoint_provenance(ckpt: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The provenance of the files a ``hoi train`` checkpoint was trained on (None for
+    checkpoints of versions that did not record it)."""
+    raw = ckpt.get("provenance")
+    return json.loads(raw) if isinstance(raw, str) else None

@@ -36,6 +36,10 @@ class Table(Mapping[str, T], Generic[T]):
         self.check(name)
         return self._entries[name]
 
+    def get(self, name: str, default: T | None = None) -> T | None:
+        """The entry ``name``, or ``default`` when there is none (no error)."""
+        return self._entries.get(name, default)
+
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 

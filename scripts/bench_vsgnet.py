@@ -22,10 +22,10 @@ from torch.utils.data import DataLoader
 
 from hoi.data import build_instances
 from hoi.data.cache import FeatureFile, FeatureWriter, ImageProposals, ProposalFile, write_proposals
-from hoi.hoi_config import HOITrainConfig
+from hoi.hoi_config import load_config
 from hoi.inputs.dataset import HOIDataset, collate, to_device
 from hoi.inputs.pairs import PairConfig
-from hoi.models.heads.vsgnet import VSGNet, VSGNetConfig
+from hoi.models.heads import build_head
 from hoi.training.train_heads import build_optimizer, compute_loss
 
 
@@ -69,9 +69,9 @@ def bench_loader(dataset: HOIDataset, batch: int, workers: int, epochs: int) -> 
 
 def bench_model(dataset: HOIDataset, batch: int, device: torch.device, steps: int, amp: bool) -> tuple[float, float]:
     """(images/s, pairs/s) of full training steps (forward, loss, backward, SGD) on batches held in memory."""
-    cfg = HOITrainConfig()
-    model = VSGNet(VSGNetConfig()).to(device).train()
-    opt = build_optimizer(cfg, model)
+    cfg = load_config()
+    model = build_head(cfg.model).to(device).train()
+    opt, _ = build_optimizer(cfg, model)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     batches = [to_device(collate([dataset[(s * batch + k) % len(dataset)] for k in range(batch)]), device)
                for s in range(min(steps, 4))]

@@ -224,10 +224,9 @@ def write_report(demo: Demo, detector_weights: str | None, wall: float) -> Path:
         lines += ["", f"Classes averaged: {counts.get('full')} (rare {counts.get('rare')}, non-rare {counts.get('non_rare')})."]
     pre_lines = []
     for arch in BACKBONES:
-        metrics = [json.loads(l) for l in (out / "pretrain" / arch / "metrics.jsonl").read_text().splitlines() if l.strip()]
-        top1 = [m for m in metrics if "val/top1" in m]
+        top1 = pretrain_top1(out, arch)
         if top1:
-            pre_lines.append(f"| {arch} | {len(top1)} | {top1[-1]['val/top1']:.1f} |")
+            pre_lines.append(f"| {arch} | {len(top1)} | {top1[-1]:.1f} |")
     if pre_lines:
         lines += ["", "Backbone pretraining on crops (validation top-1 %, last epoch):", "",
                   "| backbone | epochs | val top-1 |", "|---|---:|---:|", *pre_lines]
@@ -251,6 +250,12 @@ def write_report(demo: Demo, detector_weights: str | None, wall: float) -> Path:
     return report
 
 
+def pretrain_top1(out: Path, arch: str) -> list[float]:
+    """The validation top-1 of each evaluated epoch of the demo's pretraining of ``arch``."""
+    lines = (out / "pretrain" / arch / "metrics.jsonl").read_text().splitlines()
+    return [m["val/top1"] for m in map(json.loads, filter(str.strip, lines)) if "val/top1" in m]
+
+
 def write_summary(out: Path, detector_weights: str | None, wall: float) -> Path:
     """``summary.json``: the figures the README's demo table is made of (scripts/readme_demo_table.py)."""
     rows = []
@@ -262,8 +267,7 @@ def write_summary(out: Path, detector_weights: str | None, wall: float) -> Path:
     counts = json.loads((out / "results" / "sac_resnet50_eval.json").read_text())["default"].get("num_classes", {})
     pretrain = {}
     for arch in BACKBONES:
-        metrics = [json.loads(l) for l in (out / "pretrain" / arch / "metrics.jsonl").read_text().splitlines() if l.strip()]
-        top1 = [m["val/top1"] for m in metrics if "val/top1" in m]
+        top1 = pretrain_top1(out, arch)
         if top1:
             pretrain[arch] = {"epochs": len(top1), "top1": round(top1[-1], 1)}
     summary = {"rows": rows, "num_classes": counts, "pretrain": pretrain, "wall_min": round(wall / 60, 1),

@@ -10,7 +10,7 @@
 #   HOI_VENV          where the venv lives (default: <repo>/.venv)
 #   HOI_PYTHON        interpreter used to create it (default: python3)
 #   HOI_TORCH         pip requirement(s) for torch/torchvision (default: pinned per arch,
-#                     see DESIGN.md section 7; GPU users may pass the build for their CUDA)
+#                     see the README's set-up section; GPU users may pass the build for their CUDA)
 #   HOI_DETECTRON2    auto (default: upstream git, else the PyPI route) | upstream | pypi | skip
 set -euo pipefail
 

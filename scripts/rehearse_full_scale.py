@@ -157,13 +157,13 @@ def synthetic_detections(record: dict, size: Sequence[int], rng: np.random.Gener
 
     Returns ImageProposals: boxes (K, 4) 1-based inclusive inside the image, scores, labels.
     """
-    from data_prep.detect import gt_proposals
+    from hoi.data.cache import gt_proposals
     from hoi.data.annotations import size_known
     from hoi.data.cache import ImageProposals
     from hoi.data.metadata import NUM_OBJECTS, PERSON_OBJECT
 
     w, h = (int(size[0]), int(size[1])) if size_known(size) else ASSUMED_SIZE
-    gt = gt_proposals({"annotation": [record], "size": [[w, h]]}, 0)
+    gt = gt_proposals(record)
     keep = rng.random(len(gt)) < recall
     boxes, labels = gt.boxes[keep], gt.labels[keep]
     person = labels == PERSON_OBJECT
@@ -303,15 +303,15 @@ def stage_bench(args: argparse.Namespace) -> None:
     from hoi.engine.memory import fix_mmap_threshold
     from hoi.hoi_config import load_config
     from hoi.inputs.dataset import HOIDataset, collate
-    from hoi.inputs.loaders import open_split
-    from hoi.models.heads.vsgnet import VSGNet
+    from hoi.hoi_config import open_run_split
+    from hoi.models.heads import build_head
     from hoi.training.train_heads import build_optimizer, compute_loss
 
     torch.set_num_threads(1)
     fix_mmap_threshold()  # as the hoi command does
     cfg = load_config(args.config, [f"data.root={args.data}", f"model.in_channels={args.channels}",
                                     f"data.workers={args.workers}", "device=cpu"])
-    files = open_split(cfg, cfg.data.train_split)
+    files = open_run_split(cfg, cfg.data.train_split)
     n_img = len(files.anno["filenames"])
     rng = np.random.default_rng(args.seed)
     probe = HOIDataset(files.anno, files.detections, files.features, rng.permutation(n_img)[:4 * args.batches * 16],
@@ -352,8 +352,8 @@ def stage_bench(args: argparse.Namespace) -> None:
     for channels in (args.channels, REAL_CHANNELS):
         cfg.model.in_channels = channels
         torch.manual_seed(0)
-        model = VSGNet(cfg.model)
-        opt = build_optimizer(cfg, model)
+        model = build_head(cfg.model)
+        opt, _ = build_optimizer(cfg, model)
         feats = [b["features"] if channels == args.channels else
                  torch.randn(b["features"].shape[0], channels, *MAP_SIZE).half() for b in batches]
 
@@ -392,7 +392,7 @@ def _subset_inputs(hake: Path, test: Path, folder: Path, fraction: float) -> tup
     order; the test file keeps its rare split)."""
     from hoi.data.annotations import load_annotations, save_annotations
     from hoi.data.hake import read_hake
-    from hoi.inputs.loaders import subset_annotations
+    from hoi.data.annotations import subset_annotations
 
     folder.mkdir(parents=True, exist_ok=True)
     records = read_hake(hake)

@@ -1,6 +1,6 @@
 """A tiny HICO-DET-like split made of real photos shipped with scikit-image, for the tests of
 the detection and feature stages: JPEG files plus an annotation file in the schema of
-DESIGN.md 2.1 (boxes 1-based inclusive)."""
+docs/architecture.md#annotation-files (boxes 1-based inclusive)."""
 
 from __future__ import annotations
 

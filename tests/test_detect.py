@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from data_prep.detect import gt_proposals
+from data_prep.detect import gt_proposals_jittered
 from data_prep.detect import main as detect_main
 from hoi.data.cache import ProposalFile
 from hoi.data.metadata import PERSON_OBJECT, hico_metadata
@@ -136,11 +136,11 @@ def test_ground_truth_source(split, tmp_path) -> None:
         "object": [41, PERSON_OBJECT], "verb": [36, 31],
         "hoi": [int(hico_metadata().pair_to_hoi[41, 36]), int(hico_metadata().pair_to_hoi[PERSON_OBJECT, 31])],
     }
-    d = gt_proposals(anno, 0)
+    d = gt_proposals_jittered(anno, 0)
     assert d.labels.tolist() == [PERSON_OBJECT, 41, PERSON_OBJECT]
     assert d.boxes.tolist() == [[1, 1, 50, 80], [60, 10, 90, 40], [40, 2, 70, 70]]
     assert (d.scores == 1).all()
-    j1, j2 = gt_proposals(anno, 0, jitter=0.1, seed=3), gt_proposals(anno, 0, jitter=0.1, seed=3)
+    j1, j2 = gt_proposals_jittered(anno, 0, jitter=0.1, seed=3), gt_proposals_jittered(anno, 0, jitter=0.1, seed=3)
     assert np.array_equal(j1.boxes, j2.boxes) and not np.array_equal(j1.boxes, d.boxes)
     w, h = anno["size"][0]
     assert (j1.boxes[:, 2] <= w).all() and (j1.boxes[:, :2] >= 1).all()

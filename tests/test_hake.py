@@ -17,7 +17,7 @@ from hoi.data import (
     pair_counts,
     validate_annotations,
 )
-from hoi.data.hake import UNKNOWN_SIZE
+from hoi.data.annotations import UNKNOWN_SIZE
 from hoi.data.images import check_image_size
 
 

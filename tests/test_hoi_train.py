@@ -114,16 +114,14 @@ def test_checkpoint_of_another_model_is_refused(data_root: Path, tmp_path: Path)
     ckpt["arch"]["heads"]["head_channels"] = 64
     ckpt["config"]["model"]["head_channels"] = 64
     torch.save(ckpt, tmp_path / "other.pth")
-    import argparse
+    from hoi.engine.checkpoint import CheckpointError, load_checkpoint
+    from hoi.hoi_config import config_of_checkpoint
+    from hoi.inference.test_split import run_test
 
-    from hoi.engine.checkpoint import CheckpointError
-    from hoi.inference.test_split import run_test, test_config
-
-    args = argparse.Namespace(checkpoint=str(tmp_path / "other.pth"), split="train2015", out=str(tmp_path / "x.npz"),
-                              anno=None, detections=None, features=None, batch_size=None, workers=None,
-                              device="cpu", overrides=[])
+    other = load_checkpoint(tmp_path / "other.pth")
+    cfg = config_of_checkpoint(other, tmp_path / "other.pth", ["device=cpu"])
     with pytest.raises(CheckpointError, match=r"mismatched shapes: .*graph_head"):
-        run_test(test_config(args), args, DistInfo())
+        run_test(cfg, other, tmp_path / "other.pth", tmp_path / "x.npz", DistInfo(), split="train2015")
     # resuming a run of another architecture is refused before training, with the keys
     with pytest.raises(CheckpointError, match=r"heads.head_channels: checkpoint 32, this run 16"):
         run_training(load_config(None, run_overrides(data_root, out, **{"model.head_channels": 16})),

@@ -8,8 +8,8 @@ import torch
 
 from hoi.data.cache import ImageProposals
 from hoi.hoi_config import load_config
-from hoi.inputs.pair_labels import merge_boxes, official_iou, official_pair_labels
-from hoi.inputs.pairs import PairConfig, image_pairs, pair_labels
+from hoi.inputs.pair_labels import GTPairs, any_gt_pair_labels, merge_boxes, official_iou, official_pair_labels
+from hoi.inputs.pairs import PairConfig, image_pairs
 
 ROOT_CONFIG = "configs/hico/base.yaml"
 
@@ -94,8 +94,8 @@ def test_any_gt_pair_rule_differs_where_expected() -> None:
     gt_h, gt_o, gt_object, gt_verb = _gt()
     ph, po = _all_pairs(len(HUMANS_CONT), len(OBJECTS_CONT))
     cfg = PairConfig(label_rule="any_gt_pair")
-    labels = pair_labels(_stored(HUMANS_CONT)[ph], _stored(OBJECTS_CONT)[po], torch.tensor(OBJECT_CLASS)[po],
-                         gt_h, gt_o, gt_object, gt_verb, cfg)
+    labels = any_gt_pair_labels(_stored(HUMANS_CONT)[ph], _stored(OBJECTS_CONT)[po], torch.tensor(OBJECT_CLASS)[po],
+                                GTPairs(gt_h, gt_o, gt_object, gt_verb), cfg.num_verbs, cfg.label_iou)
     got = _as_sets(labels, ph, po)
     assert got[(3, 1)] == {7, 11}  # every GT pair overlapping both boxes counts
     assert got[(0, 3)] == {9}  # +1-pixel IoU of o3: X 200/441 < 0.5 (no verb 4), X' 200/400 (verb 9)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from hoi.engine.checkpoint import CheckpointError
 from hoi.inputs.dataset import collate
 from hoi.models.heads.vsgnet import VSGNet, VSGNetConfig, bce_log_space
-from hoi.training.train_heads import load_model_state
+from hoi.engine.loop import load_model_state
 
 TINY = VSGNetConfig(in_channels=8, block_channels=4, roi_size=3, head_hidden=16, head_channels=12,
                     spatial_size=20, spatial_channels=[4, 4])

@@ -90,7 +90,7 @@ def run_overrides(root: Path, out: Path, **extra) -> list[str]:
     """key=value overrides of a tiny CPU run on the caches under ``root``."""
     base = {
         "data.root": str(root), "data.workers": 0, "data.val_fraction": 0.0, "device": "cpu",
-        "optim.batch_size": 4, "optim.epochs": 3, "optim.lr": 0.05, "optim.spatial_lr": 0.05,
+        "optim.batch_size": 4, "optim.epochs": 3, "optim.lr": 0.05, "model.spatial_lr": 0.05,
         "optim.lr_factor_epochs": "[2,2]", "optim.lr_factor": 2.0, "progress": False, "tensorboard": False,
         "output_dir": str(out), "log_every": 1, "test.batch_size": 4,
     }
@@ -106,7 +106,7 @@ def _cfg(root: Path, out: Path, **extra):
 
 
 def test_files_of_other_images_are_refused(tmp_path: Path) -> None:
-    from hoi.inputs.loaders import open_split
+    from hoi.hoi_config import open_run_split as open_split
 
     make_split(tmp_path, "train2015", 4, seed=0)
     other = tmp_path / "other"
@@ -126,7 +126,7 @@ def test_files_of_other_images_are_refused(tmp_path: Path) -> None:
 
 
 def test_features_of_another_backbone_are_refused(tmp_path: Path) -> None:
-    from hoi.inputs.loaders import open_split
+    from hoi.hoi_config import open_run_split as open_split
 
     make_split(tmp_path, "train2015", 3, arch="resnet50")
     # the config names sac_resnet50; put the resnet50 features where it looks for them
@@ -139,12 +139,12 @@ def test_features_of_another_backbone_are_refused(tmp_path: Path) -> None:
 
 
 def test_unknown_config_key_names_the_closest(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="optim.spatial_lr"):
-        _cfg(tmp_path, tmp_path / "run", **{"optim.spatial_rl": 0.1})
+    with pytest.raises(ConfigError, match="model.spatial_lr"):
+        _cfg(tmp_path, tmp_path / "run", **{"model.spatial_rl": 0.1})
 
 
 def test_wrong_channel_count_is_refused(tmp_path: Path) -> None:
-    from hoi.inputs.loaders import open_split
+    from hoi.hoi_config import open_run_split as open_split
 
     make_split(tmp_path, "train2015", 2)
     with pytest.raises(CacheError, match="channels"):

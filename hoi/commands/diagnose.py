@@ -15,8 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from hoi.evaluation.hico_det import IOU_THRESHOLD
     from hoi.vis.diagnosis_plots import TOP_CLASSES
 
-    parser.add_argument("--anno", required=True, help="instances_test2015.json (DESIGN.md 2.1)")
-    parser.add_argument("--detections", required=True, help="results file .npz / .h5 (DESIGN.md 2.4)")
+    parser.add_argument("--anno", required=True, help="instances_test2015.json (docs/architecture.md#annotation-files)")
+    parser.add_argument("--detections", required=True, help="results file .npz / .h5 (docs/architecture.md#results-files)")
     parser.add_argument("--compare", default=None, metavar="RESULTS",
                         help="a second results file, diagnosed too and drawn beside the first")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR",

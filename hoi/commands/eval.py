@@ -13,9 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from hoi.evaluation.hico_det import IOU_THRESHOLD
     from hoi.evaluation.matlab import LAYOUTS
 
-    parser.add_argument("--anno", required=True, help="instances_test2015.json (DESIGN.md 2.1)")
+    parser.add_argument("--anno", required=True, help="instances_test2015.json (docs/architecture.md#annotation-files)")
     parser.add_argument("--detections", required=True,
-                        help="results: .npz / .h5 (DESIGN.md 2.4), a MATLAB detections.mat (all_boxes "
+                        help="results: .npz / .h5 (docs/architecture.md#results-files), a MATLAB detections.mat (all_boxes "
                              "600 x N), or a directory of the 80 detections_XX.mat files")
     parser.add_argument("--setting", choices=("default", "known_object", "both"), default="both")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="write the results as JSON")

@@ -37,14 +37,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hoi.detector import DetectorSettings
+    from hoi.engine.checkpoint import load_checkpoint
     from hoi.engine.distributed import distributed
+    from hoi.hoi_config import config_of_checkpoint
     from hoi.inference.predict_images import predict_images
-    from hoi.inference.test_split import test_config
 
     if args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
-    args.allow_mismatch = False
-    cfg = test_config(args)
+    overrides = list(args.overrides) + ([f"device={args.device}"] if args.device is not None else [])
+    ckpt = load_checkpoint(args.checkpoint)
+    cfg = config_of_checkpoint(ckpt, args.checkpoint, overrides)
+    detector = None if args.detections else DetectorSettings(
+        args.detector_config, args.detector_weights, args.detector_score_thresh,
+        max_per_image=args.detector_max_per_image, min_size=args.detector_min_size,
+        max_size=args.detector_max_size, weights_flag="--detector-weights")
     with distributed(cfg.device, cfg.dist_timeout_s) as dist:
-        predict_images(cfg, args, dist)
+        predict_images(cfg, ckpt, args.checkpoint, args.images, args.out, dist, detector=detector,
+                       proposals=args.detections, top_k=args.top_k, score_thresh=args.score_thresh,
+                       backbone_weights=args.backbone_weights, batch_size=args.batch_size,
+                       workers=args.workers)
     return 0

@@ -1,11 +1,11 @@
-"""``hoi test``: run a trained VSGNet checkpoint over a split's cached features and write
+"""``hoi test``: run a trained checkpoint (its interaction head) over a split's cached features and write
 the HOI detections file (score it with ``hoi eval``)."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "HOI detections of a trained VSGNet checkpoint on a split (results .npz/.h5 for hoi eval)"
+HELP = "HOI detections of a trained checkpoint on a split (results .npz/.h5 for hoi eval)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,10 +26,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hoi.engine.checkpoint import load_checkpoint
     from hoi.engine.distributed import distributed
-    from hoi.inference.test_split import run_test, test_config
+    from hoi.hoi_config import config_of_checkpoint
+    from hoi.inference.test_split import run_test
 
-    cfg = test_config(args)
+    overrides = list(args.overrides)
+    for flag, key in ((args.batch_size, "test.batch_size"), (args.workers, "data.workers"), (args.device, "device")):
+        if flag is not None:
+            overrides.append(f"{key}={flag}")
+    if args.allow_mismatch:
+        overrides.append("data.allow_mismatch=true")
+    ckpt = load_checkpoint(args.checkpoint)
+    cfg = config_of_checkpoint(ckpt, args.checkpoint, overrides)
     with distributed(cfg.device, cfg.dist_timeout_s) as dist:
-        run_test(cfg, args, dist)
+        run_test(cfg, ckpt, args.checkpoint, args.out, dist, split=args.split, annotations=args.anno,
+                 detections=args.detections, features=args.features)
     return 0

@@ -1,4 +1,4 @@
-"""``hoi train``: train the VSGNet heads on cached HICO-DET features (one process, or one of
+"""``hoi train``: train an interaction head (VSGNet by default) on cached HICO-DET features (one process, or one of
 several under torchrun)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from hoi.engine.distributed import distributed
 
-HELP = "train the VSGNet interaction heads on cached features (Table XI runs)"
+HELP = "train the interaction heads (model.name, default VSGNet) on cached features (Table XI runs)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hoi.hoi_config import load_config
-    from hoi.training.train_heads import CHECKPOINT_NAME, run_training
+    from hoi.engine.loop import CHECKPOINT_NAME
+    from hoi.training.train_heads import run_training
 
     cfg = load_config(args.config, args.overrides)
     resume = args.resume_from

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="mode", metavar="MODE", required=True)
 
     p = sub.add_parser("detections", help="HOI detections drawn on their images (one PNG per image)")
-    p.add_argument("--results", required=True, help="results file .npz / .h5 (DESIGN.md 2.4)")
+    p.add_argument("--results", required=True, help="results file .npz / .h5 (docs/architecture.md#results-files)")
     p.add_argument("--images", required=True, metavar="DIR", help="folder holding the images")
     p.add_argument("--anno", default=None, help="instances JSON: also draw its GT pairs (dashed, green)")
     p.add_argument("--out", required=True, metavar="DIR")
@@ -45,8 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser("pr", help="precision-recall curves per HOI class with their 11-point AP")
-    p.add_argument("--anno", required=True, help="instances JSON (DESIGN.md 2.1)")
-    p.add_argument("--results", required=True, help="results file .npz / .h5 (DESIGN.md 2.4)")
+    p.add_argument("--anno", required=True, help="instances JSON (docs/architecture.md#annotation-files)")
+    p.add_argument("--results", required=True, help="results file .npz / .h5 (docs/architecture.md#results-files)")
     p.add_argument("--out", required=True, metavar="DIR")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--classes", type=int, nargs="+", default=None, metavar="HOI", help="HOI indices 0..599")

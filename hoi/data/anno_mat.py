@@ -8,7 +8,7 @@ inclusive), ``connection`` (Mx2, rows [human, object], 1-based) and ``invis`` (1
 scipy.io reads MATLAB structs as ``mat_struct`` objects with ``squeeze_me``, which collapses
 1x1 struct arrays to a bare struct and 1x2 matrices to a vector; :func:`read_anno_bbox_mat`
 undoes all of it. :func:`write_anno_bbox_mat` writes the same structure from annotation dicts
-(DESIGN.md 2.1), so synthetic data can go through the official toolkit.
+(docs/architecture.md#annotation-files), so synthetic data can go through the official toolkit.
 """
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ def train_pair_counts(images: Sequence[OfficialImage]) -> np.ndarray:
 
 
 def official_to_instances(images: Sequence[OfficialImage], train_pairs: np.ndarray | None) -> dict[str, Any]:
-    """Official records -> annotation dict (DESIGN.md 2.1): one pair per connection row,
+    """Official records -> annotation dict (docs/architecture.md#annotation-files): one pair per connection row,
     invisible entries left out, boxes unchanged (1-based)."""
     meta = hico_metadata()
     pairs = []

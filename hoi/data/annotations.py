@@ -1,4 +1,4 @@
-"""HICO-DET annotation files (``instances_{train,test}2015.json``, DESIGN.md 2.1).
+"""HICO-DET annotation files (``instances_{train,test}2015.json``, docs/architecture.md#annotation-files).
 
 The schema is the one of fredzzhang/hicodet: ``filenames``, ``size`` ([w, h]), ``annotation``
 (per image: ``boxes_h``, ``boxes_o``, ``hoi``, ``object``, ``verb``), ``empty``, ``objects``,
@@ -36,7 +36,7 @@ def _fail(source: str, where: str, what: str) -> AnnotationError:
 
 
 def check_schema(data: Any, source: str = "<annotations>") -> None:
-    """Raise :class:`AnnotationError` unless ``data`` has the structure of DESIGN.md 2.1."""
+    """Raise :class:`AnnotationError` unless ``data`` has the structure of docs/architecture.md#annotation-files."""
     if not isinstance(data, Mapping):
         raise _fail(source, "top level", f"expected a JSON object with keys {list(TOP_KEYS)}, "
                     f"got {type(data).__name__}")
@@ -185,3 +185,14 @@ def save_annotations(data: Mapping[str, Any], path: str | Path) -> None:
     with tmp.open("w", encoding="utf-8") as f:
         json.dump(data, f)
     tmp.replace(path)
+
+
+def subset_annotations(anno: Mapping[str, Any], indices: Sequence[int]) -> dict[str, Any]:
+    """The annotation dict restricted to images ``indices`` (in that order)."""
+    idx = [int(i) for i in indices]
+    sub = dict(anno)
+    sub["filenames"] = [anno["filenames"][i] for i in idx]
+    sub["size"] = [anno["size"][i] for i in idx]
+    sub["annotation"] = [anno["annotation"][i] for i in idx]
+    sub["empty"] = [k for k, i in enumerate(idx) if len(anno["annotation"][i]["hoi"]) == 0]
+    return sub

@@ -1,4 +1,4 @@
-"""HDF5 files between the stages (DESIGN.md 2.2 and 2.3): object detections and backbone
+"""HDF5 files between the stages (docs/architecture.md#proposal-files, #feature-files): object detections and backbone
 feature maps, written resumably and read lazily.
 
 Detections ``detections_{split}.h5`` (final form): ``filenames`` (N,), ``offsets`` (N+1,),
@@ -27,11 +27,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import h5py
 import numpy as np
 
+from hoi.data.metadata import PERSON_OBJECT
 from hoi.engine.disk import disk_full_as_error, remove_stale
 from hoi.errors import UserError
 
@@ -79,6 +81,25 @@ class ImageProposals:
 
     def __len__(self) -> int:
         return len(self.scores)
+
+    def __add__(self, other: ImageProposals) -> ImageProposals:
+        """These proposals followed by ``other``'s."""
+        return ImageProposals(np.concatenate([self.boxes, other.boxes]), np.concatenate([self.scores, other.scores]),
+                              np.concatenate([self.labels, other.labels]))
+
+
+def gt_proposals(record: Mapping[str, Any], score: float = 1.0) -> ImageProposals:
+    """The distinct GT boxes of one image's annotation record (``boxes_h``, ``boxes_o``,
+    ``object``) as proposals of score ``score``: human boxes as persons, object boxes with their
+    object class, in order of first appearance."""
+    boxes = np.asarray(list(record["boxes_h"]) + list(record["boxes_o"]), dtype=np.float32).reshape(-1, 4)
+    labels = np.asarray([PERSON_OBJECT] * len(record["boxes_h"]) + list(record["object"]), dtype=np.int64)
+    if len(boxes):
+        keyed = np.concatenate([boxes, labels[:, None].astype(np.float32)], axis=1)
+        _, first = np.unique(keyed, axis=0, return_index=True)
+        keep = np.sort(first)
+        boxes, labels = boxes[keep], labels[keep]
+    return ImageProposals(boxes, np.full(len(boxes), score, dtype=np.float32), labels)
 
 
 def write_proposals(

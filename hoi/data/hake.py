@@ -1,5 +1,5 @@
 """HAKE's re-release of the HICO-DET training split (``hico-det-instance-level.tar.gz``, or the
-JSON inside it) -> an annotation dict in our schema (DESIGN.md 2.1).
+JSON inside it) -> an annotation dict in our schema (docs/architecture.md#annotation-files).
 
 HAKE's file (DirtyHarryLYL/HAKE, ``Annotations/``) is a JSON object keyed by image name; each
 value has ``labels``, one per human-object pair: ``hoi_id`` (1-based, official order),
@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from hoi.data.annotations import UNKNOWN_SIZE, AnnotationError, build_instances, size_known  # noqa: F401 - re-exported
+from hoi.data.annotations import UNKNOWN_SIZE, AnnotationError, build_instances
 from hoi.data.images import ImageError, read_image_size
 from hoi.data.metadata import NUM_HOIS, hico_metadata
 

@@ -1,6 +1,6 @@
 """Reading HICO-DET images and turning them into backbone inputs.
 
-Backbone inputs follow DESIGN.md section 4: the whole image resized to a fixed size (VSGNet's
+Backbone inputs follow the official VSGNet code (README, "Deviations"): the whole image resized to a fixed size (VSGNet's
 400x400 by default), scaled to [0, 1] and normalised with the ImageNet mean and std. (The
 official VSGNet code feeds unnormalised images; we normalise as the backbone was trained.)
 """

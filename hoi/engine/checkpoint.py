@@ -91,15 +91,21 @@ def load_checkpoint(
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: expected a checkpoint dict, found {type(ckpt).__name__}")
     if expected_arch is not None:
-        if "arch" not in ckpt:
-            raise CheckpointError(
-                f"{path}: has no 'arch' entry, so it cannot be checked against this run's model "
-                f"(expected a training checkpoint written by this project; keys: {sorted(ckpt)[:10]})"
-            )
-        diff = arch_mismatch(ckpt["arch"], expected_arch)
-        if diff:
-            raise CheckpointError(
-                f"{path}: made for another architecture than this run's; differences:\n  "
-                + "\n  ".join(diff)
-            )
+        check_arch(ckpt, expected_arch, path)
     return ckpt
+
+
+def check_arch(ckpt: dict[str, Any], expected_arch: dict[str, Any], source: str | Path) -> None:
+    """Raise CheckpointError unless ``ckpt["arch"]`` is ``expected_arch``, listing every
+    differing key."""
+    if "arch" not in ckpt:
+        raise CheckpointError(
+            f"{source}: has no 'arch' entry, so it cannot be checked against this run's model "
+            f"(expected a training checkpoint written by this project; keys: {sorted(ckpt)[:10]})"
+        )
+    diff = arch_mismatch(ckpt["arch"], expected_arch)
+    if diff:
+        raise CheckpointError(
+            f"{source}: made for another architecture than this run's; differences:\n  "
+            + "\n  ".join(diff)
+        )

@@ -205,7 +205,7 @@ def evaluate(
     """HICO-DET mAP of ``detections`` against the annotation file ``anno``.
 
     Args:
-        anno: annotation dict or path (DESIGN.md 2.1); its ``rare`` / ``non_rare`` lists define
+        anno: annotation dict or path (docs/architecture.md#annotation-files); its ``rare`` / ``non_rare`` lists define
             the splits.
         detections: results; boxes 1-based, ``image_index`` into the annotation's images (or
             into ``detections.filenames``, mapped by name).

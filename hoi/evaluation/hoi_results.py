@@ -1,4 +1,4 @@
-"""HOI detection results (DESIGN.md 2.4): one row per scored (human box, object box, HOI) triple.
+"""HOI detection results (docs/architecture.md#results-files): one row per scored (human box, object box, HOI) triple.
 
 Stored as ``.npz`` or ``.h5`` with the arrays ``image_index``, ``boxes_h``, ``boxes_o``,
 ``object``, ``hoi``, ``score`` and optionally ``filenames`` (the images ``image_index`` points

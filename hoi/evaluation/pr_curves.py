@@ -75,8 +75,8 @@ def precision_recall_curves(
     """PR curves of several HOI classes, from one matching of the whole detection set.
 
     Args:
-        anno: annotation dict or path (DESIGN.md 2.1).
-        detections: results (DESIGN.md 2.4); mapped to the annotation's images by file name.
+        anno: annotation dict or path (docs/architecture.md#annotation-files).
+        detections: results (docs/architecture.md#results-files); mapped to the annotation's images by file name.
         hoi_classes: HOI indices 0..599.
         setting: "default" or "known_object".
         iou_threshold: minimum min(IoU_h, IoU_o) of a true positive.

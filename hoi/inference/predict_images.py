@@ -11,11 +11,11 @@ holds the top HOIs of each image, ``OUT/<image stem>_hoi.png`` their drawings.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -31,15 +31,14 @@ from hoi.detector import (
     detect_batch,
     resolve_weights,
 )
-from hoi.engine.checkpoint import load_checkpoint
 from hoi.engine.distributed import DistInfo
 from hoi.engine.logging import LOGGER_NAME
 from hoi.errors import UserError
 from hoi.evaluation import HOIResults
 from hoi.inference.test_split import run_test
 from hoi.models.extractor import extract_maps, map_shape, rebuild_extractor
-from hoi.provenance import annotation_fingerprint
-from hoi.training.train_heads import checkpoint_provenance
+from hoi.hoi_config import HOITrainConfig
+from hoi.provenance import annotation_fingerprint, checkpoint_provenance
 from hoi.vis.hoi_drawing import save_detection_image, top_detections
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -104,29 +103,41 @@ def hoi_rows(det: HOIResults, index: int, top_k: int, min_score: float) -> list[
             for r in top_detections(det, index, top_k, min_score)]
 
 
-def predict_images(cfg, args: argparse.Namespace, dist: DistInfo) -> Path:
-    """Write ``args.out``/predictions.json and the drawings; returns the JSON's path."""
-    out, work = Path(args.out), Path(args.out) / "work"
-    trained_on = checkpoint_provenance(load_checkpoint(args.checkpoint))
+def predict_images(cfg: HOITrainConfig, ckpt: Mapping[str, Any], checkpoint: str | Path,
+                   images: Sequence[str | Path], out: str | Path, dist: DistInfo, *,
+                   detector: DetectorSettings | None = None, proposals: str | Path | None = None,
+                   top_k: int = 5, score_thresh: float = 0.1, backbone_weights: str | Path | None = None,
+                   batch_size: int = 4, workers: int = 0) -> Path:
+    """Write ``out``/predictions.json and one drawing per image; returns the JSON's path.
+
+    Args:
+        cfg, ckpt, checkpoint: the run config, the loaded ``hoi train`` checkpoint and its path.
+        images: image files, or folders whose images are all taken.
+        detector: the Detectron2 settings of the proposals, unless ``proposals`` (a proposals
+            file of ours holding these file names) is given.
+        top_k, score_thresh: the HOIs kept per image. backbone_weights: the backbone file where
+            the one the run recorded is not at its recorded path (checked by its sha256).
+    """
+    out, work = Path(out), Path(out) / "work"
+    trained_on = checkpoint_provenance(ckpt)
     if trained_on is None or not trained_on.get("features"):
-        raise UserError(f"{args.checkpoint}: records no provenance of its training features, so the backbone "
+        raise UserError(f"{checkpoint}: records no provenance of its training features, so the backbone "
                         f"cannot be rebuilt (expected a checkpoint of this version of hoi train)")
-    extractor, feat_prov = rebuild_extractor(trained_on["features"], str(args.checkpoint), args.backbone_weights)
-    paths = collect_images(args.images)
+    if detector is None and proposals is None:
+        raise ValueError("predict_images needs a detector or a proposals file")
+    extractor, feat_prov = rebuild_extractor(trained_on["features"], str(checkpoint), backbone_weights)
+    paths = collect_images(images)
     names, sizes = [p.name for p in paths], [list(read_image_size(p)) for p in paths]
     work.mkdir(parents=True, exist_ok=True)
     anno_path = work / f"instances_{SPLIT}.json"
     save_annotations(build_instances(names, sizes, [{k: [] for k in PAIR_KEYS} for _ in names]), anno_path)
     fingerprint = annotation_fingerprint(anno_path, {"filenames": names, "size": sizes})
-    log.info("%d images; backbone rebuilt from %s (%s)", len(paths), args.checkpoint, feat_prov["weights"])
+    log.info("%d images; backbone rebuilt from %s (%s)", len(paths), checkpoint, feat_prov["weights"])
 
-    if args.detections:
-        dets, det_prov = given_proposals(args.detections, names)
+    if proposals is not None:
+        dets, det_prov = given_proposals(proposals, names)
     else:
-        settings = DetectorSettings(args.detector_config, args.detector_weights, args.detector_score_thresh,
-                                    max_per_image=args.detector_max_per_image, min_size=args.detector_min_size,
-                                    max_size=args.detector_max_size, weights_flag="--detector-weights")
-        dets, det_prov = detector_proposals(paths, sizes, settings, dist.device, args.batch_size, args.workers)
+        dets, det_prov = detector_proposals(paths, sizes, detector, dist.device, batch_size, workers)
     det_path = work / f"detections_{SPLIT}.h5"
     write_proposals(det_path, names, dets, {"kind": "detections", **det_prov, "annotation": fingerprint})
 
@@ -138,25 +149,23 @@ def predict_images(cfg, args: argparse.Namespace, dist: DistInfo) -> Path:
     writer = FeatureWriter(feat_path, names, sizes, map_shape(extractor, input_size),
                            {**feat_prov, "annotation": fingerprint})
     transform = lambda img: backbone_input(img, input_size, norm["mean"], norm["std"])  # noqa: E731
-    for indices, maps in extract_maps(extractor, _loader(paths, transform, sizes, args.batch_size, args.workers),
+    for indices, maps in extract_maps(extractor, _loader(paths, transform, sizes, batch_size, workers),
                                       dist.device):
         for i, fmap in zip(indices, maps):
             writer.write(i, fmap)
     writer.close()
 
-    results = work / "results.npz"
-    run_test(cfg, argparse.Namespace(checkpoint=args.checkpoint, split=SPLIT, out=results, anno=anno_path,
-                                     detections=det_path, features=feat_path), dist)
+    results = run_test(cfg, ckpt, checkpoint, work / "results.npz", dist, split=SPLIT, annotations=anno_path,
+                       detections=det_path, features=feat_path)
     det = HOIResults.load(results)
     records = []
     for i, (path, (w, h)) in enumerate(zip(paths, sizes)):
-        rows = hoi_rows(det, i, args.top_k, args.score_thresh)
+        rows = hoi_rows(det, i, top_k, score_thresh)
         records.append({"file": str(path), "width": w, "height": h, "hois": rows})
-        save_detection_image(path, det, top_detections(det, i, args.top_k, args.score_thresh), out)
+        save_detection_image(path, det, top_detections(det, i, top_k, score_thresh), out)
     target = out / "predictions.json"
-    target.write_text(json.dumps({"checkpoint": str(args.checkpoint), "top_k": args.top_k,
-                                  "score_thresh": args.score_thresh, "detections": det_prov["source"],
-                                  "images": records}, indent=1))
+    target.write_text(json.dumps({"checkpoint": str(checkpoint), "top_k": top_k, "score_thresh": score_thresh,
+                                  "detections": det_prov["source"], "images": records}, indent=1))
     n = sum(len(r["hois"]) for r in records)
     log.info("%d HOIs over %d images -> %s (drawings beside it)", n, len(records), target)
     return target

@@ -1,4 +1,4 @@
-"""Inference of the VSGNet heads: pair scores -> HOI detections (DESIGN.md 2.4).
+"""Inference of an interaction head: pair scores -> HOI rows (docs/architecture.md#data-flow-from-files-to-map).
 
 Every pair gets one row per HOI class of its object's class (the 117 verb scores mapped to
 the 600 HOIs through the object -> verb table), as the official code writes them.
@@ -6,7 +6,8 @@ the 600 HOIs through the object -> verb table), as the official code writes them
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -14,9 +15,15 @@ from tqdm import tqdm
 
 from hoi.data.metadata import hico_metadata
 from hoi.evaluation import HOIResults
-from hoi.hoi_config import InferenceConfig
 from hoi.inputs.dataset import to_device
-from hoi.models.heads.vsgnet import VSGNet
+from hoi.models.heads.base import InteractionHead
+
+
+@dataclass
+class InferenceConfig:
+    batch_size: int = 16  # images per process
+    min_score: float = 0.0  # rows with a lower score are not written
+    max_per_image: int | None = None  # keep the top rows of each image (None: all)
 
 
 def _top_per_image(image: torch.Tensor, score: torch.Tensor, k: int) -> torch.Tensor:
@@ -29,7 +36,7 @@ def _top_per_image(image: torch.Tensor, score: torch.Tensor, k: int) -> torch.Te
     return order[rank < k]
 
 
-def batch_rows(model: VSGNet, batch: dict[str, torch.Tensor], cfg: InferenceConfig,
+def batch_rows(model: InteractionHead, batch: dict[str, torch.Tensor], cfg: InferenceConfig,
                      use_amp: bool = False) -> dict[str, torch.Tensor]:
     """HOI rows of one batch (on its device): image_index, boxes_h, boxes_o, object, hoi, score."""
     device = batch["features"].device
@@ -68,7 +75,7 @@ def concat_rows(parts: Iterable[dict[str, np.ndarray]], filenames: list[str] | N
 
 
 @torch.inference_mode()
-def predict(model: VSGNet, loader: Iterable[dict[str, torch.Tensor]], device: torch.device,
+def predict(model: InteractionHead, loader: Iterable[dict[str, torch.Tensor]], device: torch.device,
             cfg: InferenceConfig, use_amp: bool = False, progress: bool = False) -> list[dict[str, np.ndarray]]:
     """Rows (numpy dicts, one per batch) of every image ``loader`` gives; image_index is the
     annotation image index."""

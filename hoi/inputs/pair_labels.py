@@ -1,4 +1,6 @@
-"""Pair labels as the official VSGNet code computes them (``scripts_hico/helpers_preprocess.py``:
+"""The pair-labelling rules, chosen by ``pairs.label_rule`` from :data:`LABEL_RULES`.
+
+``official`` (the default): pair labels as the official VSGNet code computes them (``scripts_hico/helpers_preprocess.py``:
 ``clean_up_annotation``, ``get_compact_label``, ``IoU_box``), the default ``pairs.label_rule``.
 
 1. Clean-up of the GT: the GT human boxes are truncated to integers; going through the image's
@@ -15,13 +17,29 @@ IoU is the official ``IoU_box``: continuous boxes, area ``(x2 - x1) * (y2 - y1)`
 compares the annotation's numbers with the detector's continuous box ``[left, top, right,
 bottom]``; our detection files hold that box in the annotation convention (``x1 = left + 1``,
 ``y1 = top + 1``), so the detection boxes are shifted back by one pixel on x1 / y1 first.
+
+``any_gt_pair``: a pair gets verb v when some GT pair of verb v overlaps its human box and its
+object box with IoU >= ``label_iou`` each (the evaluation's inclusive IoU, +1 pixel).
+
+A rule is ``rule(pairs, gt, cfg) -> (P, num_verbs) float32`` multi-hot labels, with ``pairs`` an
+:class:`~hoi.inputs.pairs.ImagePairs`, ``gt`` the image's :class:`GTPairs` and ``cfg`` the
+:class:`~hoi.inputs.pairs.PairConfig`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 import torch
 
-from hoi.data.boxes import PIXEL_OFFSET
+from hoi.data.boxes import PIXEL_OFFSET, iou_matrix_inclusive
+from hoi.registry import Table
+
+if TYPE_CHECKING:
+    from hoi.inputs.pairs import ImagePairs, PairConfig
 
 _TO_CONTINUOUS = torch.tensor([PIXEL_OFFSET, PIXEL_OFFSET, 0.0, 0.0], dtype=torch.float64)
 
@@ -94,3 +112,52 @@ def official_pair_labels(
     verbs = torch.nn.functional.one_hot(gt_verb, num_verbs).float()
     return (match.float() @ verbs > 0).float()
 
+
+@dataclass
+class GTPairs:
+    """The G GT pairs of one image: ``boxes_h``, ``boxes_o`` (G, 4) float32 in the annotation
+    convention, ``object``, ``verb`` (G,) int64."""
+
+    boxes_h: torch.Tensor
+    boxes_o: torch.Tensor
+    object: torch.Tensor
+    verb: torch.Tensor
+
+    @classmethod
+    def of(cls, record: Mapping[str, Any]) -> GTPairs:
+        """From an image's annotation record."""
+        boxes = lambda key: torch.from_numpy(np.asarray(record[key], np.float32).reshape(-1, 4))  # noqa: E731
+        ints = lambda key: torch.from_numpy(np.asarray(record[key], np.int64).reshape(-1))  # noqa: E731
+        return cls(boxes("boxes_h"), boxes("boxes_o"), ints("object"), ints("verb"))
+
+
+def official_rule(pairs: ImagePairs, gt: GTPairs, cfg: PairConfig) -> torch.Tensor:
+    """``pairs.label_rule=official``: :func:`official_pair_labels` on an image's pairs."""
+    return official_pair_labels(pairs.boxes_h, pairs.boxes_o, pairs.labels_o, pairs.pair_h, pairs.pair_o,
+                                gt.boxes_h, gt.boxes_o, gt.object, gt.verb, cfg.num_verbs, cfg.label_iou,
+                                cfg.label_merge_iou, cfg.label_match_object)
+
+
+def any_gt_pair_labels(boxes_h: torch.Tensor, boxes_o: torch.Tensor, labels_o: torch.Tensor, gt: GTPairs,
+                       num_verbs: int, label_iou: float, match_object: bool = False) -> torch.Tensor:
+    """Multi-hot verb labels (P, num_verbs) of pairs (boxes_h, boxes_o (P, 4), labels_o (P,)):
+    verb v where some GT pair of verb v overlaps both boxes with inclusive IoU >= ``label_iou``."""
+    out = torch.zeros((len(boxes_h), num_verbs), dtype=torch.float32)
+    if len(boxes_h) == 0 or len(gt.boxes_h) == 0:
+        return out
+    match = torch.from_numpy((iou_matrix_inclusive(boxes_h.numpy(), gt.boxes_h.numpy()) >= label_iou)
+                             & (iou_matrix_inclusive(boxes_o.numpy(), gt.boxes_o.numpy()) >= label_iou))
+    if match_object:
+        match &= labels_o[:, None] == gt.object[None, :]
+    verbs = torch.nn.functional.one_hot(gt.verb, num_verbs).float()
+    return (match.float() @ verbs > 0).float()
+
+
+def any_gt_pair_rule(pairs: ImagePairs, gt: GTPairs, cfg: PairConfig) -> torch.Tensor:
+    """``pairs.label_rule=any_gt_pair``: :func:`any_gt_pair_labels` on an image's pairs."""
+    ph, po = pairs.pair_h, pairs.pair_o
+    return any_gt_pair_labels(pairs.boxes_h[ph], pairs.boxes_o[po], pairs.labels_o[po], gt, cfg.num_verbs,
+                              cfg.label_iou, cfg.label_match_object)
+
+
+LABEL_RULES = Table("pairs.label_rule", {"official": official_rule, "any_gt_pair": any_gt_pair_rule})

@@ -1,71 +1,43 @@
-"""The classification training loop: one epoch of training, a sharded evaluation, and the
-run around them (set-up, resume, checkpoint every epoch, metrics).
+"""ImageNet-style classification training of the attention ResNets (``hoi pretrain``): one
+epoch of training, a sharded evaluation, on the shared engine (:mod:`hoi.engine.loop`: set-up,
+resume, a checkpoint every epoch, metrics).
 
 Runs as one process or as one of several under ``torchrun`` (DDP). A resumed run with the
-same number of processes ends with the same weights as an uninterrupted one: the
-checkpoint holds the model, optimizer, scheduler, scaler, epoch and every process's RNG
-states, and the data order depends only on (seed, epoch).
+same number of processes ends with the same weights as an uninterrupted one: the checkpoint
+holds the model, optimizer, scheduler, scaler, epoch and every process's RNG states, and the
+data order depends only on (seed, epoch).
 """
 
 from __future__ import annotations
 
 import logging
-import platform
-import sys
 import time
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from hoi.config import to_dict, to_yaml
-from hoi.engine.checkpoint import CheckpointError, arch_mismatch, atomic_save, load_checkpoint
-from hoi.engine.distributed import (
-    DistInfo,
-    all_gather_objects,
-    all_gather_variable,
-    all_reduce_sum,
-    barrier,
-)
-from hoi.engine.logging import LOGGER_NAME, MetricsWriter, setup_logging
-from hoi.engine.seed import capture_rng_state, restore_rng_state, seed_everything
-from hoi.models.attention import ATTENTION_BLOCKS
-from hoi.models.backbones import AttentionResNet
+from hoi.config import to_dict
+from hoi.engine.distributed import DistInfo, all_gather_variable, all_reduce_sum
+from hoi.engine.logging import LOGGER_NAME, MetricsWriter
+from hoi.engine.loop import CHECKPOINT_NAME, Trainer
+from hoi.models.attention import attention_classes
+from hoi.models.backbones import AttentionResNet, upgrade_backbone_record
 from hoi.models.weights import count_parameters, load_backbone_weights
 from hoi.pretrain.imagefolder import Batch
 from hoi.pretrain.imagefolder_loaders import build_datasets, build_loaders
 from hoi.pretrain.pretrain_config import PretrainConfig
 from hoi.pretrain.schedule import warmup_step_scheduler
 
-CHECKPOINT_NAME = "checkpoint.pth"
-# keys whose change between the interrupted and the resumed run is expected
-RUN_CONTROL_KEYS = ("stop_after_epoch", "progress", "output_dir", "log_every", "data.workers", "dist_timeout_s")
-
 log = logging.getLogger(LOGGER_NAME)
-
-
-@dataclass
-class TrainState:
-    """Everything that the loop updates and a checkpoint restores."""
-
-    model: nn.Module  # the DDP wrapper in a distributed run
-    bare: AttentionResNet  # the model itself
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
-    use_amp: bool
-    start_epoch: int = 0
 
 
 def build_optimizer(cfg: PretrainConfig, model: nn.Module) -> torch.optim.SGD:
     """SGD with momentum; attention-block parameters in their own group (lr x attention_lr_mult)."""
-    attention_types = tuple(ATTENTION_BLOCKS.values())
+    attention_types = attention_classes()
     attention_params = {
         id(p) for m in model.modules() if isinstance(m, attention_types) for p in m.parameters()
     }
@@ -89,65 +61,6 @@ def topk_correct(logits: torch.Tensor, targets: torch.Tensor, ks: tuple[int, ...
     kmax = min(max(ks), logits.shape[1])
     top = logits.topk(kmax, dim=1).indices == targets[:, None]
     return torch.stack([top[:, : min(k, kmax)].any(dim=1) for k in ks], dim=1)
-
-
-def train_one_epoch(
-    cfg: PretrainConfig,
-    state: TrainState,
-    loader: torch.utils.data.DataLoader,
-    epoch: int,
-    dist: DistInfo,
-    writer: MetricsWriter,
-) -> dict[str, float]:
-    """One pass over this process's shard of the training set; metrics averaged over processes."""
-    state.model.train()
-    device = dist.device
-    iters = len(loader)
-    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss * n, top-1 correct, n, skipped
-    start, lr = time.time(), float("nan")
-    bar = tqdm(loader, total=iters, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", leave=False,
-               disable=not (dist.is_main and cfg.progress), dynamic_ncols=True)
-    for i, batch in enumerate(bar):
-        batch: Batch
-        images = batch.images.to(device, non_blocking=True)
-        targets = batch.targets.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=state.use_amp):
-            logits = state.model(images)
-            loss = F.cross_entropy(logits, targets, label_smoothing=cfg.optim.label_smoothing)
-        if not torch.isfinite(loss).item():
-            raise FloatingPointError(
-                f"training loss is {loss.item()} at epoch {epoch + 1}, iteration {i + 1}/{iters}: "
-                f"stopping (lower optim.lr, or resume from the last checkpoint)"
-            )
-        state.optimizer.zero_grad(set_to_none=True)
-        state.scaler.scale(loss).backward()
-        if cfg.optim.clip_grad_norm is not None:
-            state.scaler.unscale_(state.optimizer)  # clip the true gradients, not the scaled ones
-            nn.utils.clip_grad_norm_(state.model.parameters(), cfg.optim.clip_grad_norm)
-        state.scaler.step(state.optimizer)
-        state.scaler.update()
-        lr = state.optimizer.param_groups[0]["lr"]
-        state.scheduler.step()
-        n = targets.shape[0]
-        with torch.no_grad():
-            correct = topk_correct(logits.detach(), targets, (1,))[:, 0].sum()
-        sums += torch.stack([loss.detach().double() * n, correct.double(),
-                             torch.tensor(n, dtype=torch.float64, device=device),
-                             torch.tensor(batch.skipped, dtype=torch.float64, device=device)])
-        step = epoch * iters + i
-        if (i + 1) % cfg.log_every == 0:
-            writer.write(step, {"train/loss_iter": loss.item(), "train/lr_iter": lr}, epoch=epoch + 1)
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}")
-    total = all_reduce_sum(sums)
-    elapsed = time.time() - start
-    return {
-        "train/loss": (total[0] / total[2]).item(),
-        "train/top1": (100.0 * total[1] / total[2]).item(),
-        "train/lr": lr,  # of the epoch's last iteration
-        "train/skipped_images": int(total[3].item()),
-        "train/images_per_s": total[2].item() / max(elapsed, 1e-9),
-        "time/train_s": elapsed,
-    }
 
 
 @torch.inference_mode()
@@ -198,100 +111,127 @@ def evaluate(
     }
 
 
-def _log_setup(cfg: PretrainConfig, dist: DistInfo, output_dir: Path) -> None:
-    log.info("command line: %s", " ".join(sys.argv))
-    log.info(
-        "python %s, torch %s, %s; %d process(es), device %s",
-        platform.python_version(), torch.__version__,
-        f"CUDA {torch.version.cuda}, {torch.cuda.get_device_name(dist.device)}" if dist.device.type == "cuda" else "CPU",
-        dist.world_size, dist.device,
-    )
-    log.info("output folder: %s", output_dir.resolve())
+class BackboneTrainer(Trainer):
+    """``hoi pretrain``: ``cfg.backbone`` trained on the class folders of ``cfg.data``."""
 
+    cfg: PretrainConfig
 
-def _build_state(cfg: PretrainConfig, dist: DistInfo, iters_per_epoch: int, resuming: bool) -> TrainState:
-    model = AttentionResNet(cfg.backbone)
-    if cfg.init_weights and not resuming:
-        report = load_backbone_weights(model, cfg.init_weights, ignore_classifier=cfg.init_ignore_classifier)
-        log.info(
-            "initial weights from %s%s; %d attention parameters start as the identity%s",
-            report.source, f" (sha256 {report.sha256})" if report.sha256 else "",
-            len(report.missing_attention),
-            f"; classifier not loaded ({len(report.missing)} keys)" if report.missing else "",
-        )
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.momentum = cfg.bn_momentum
-    if cfg.sync_bn and dist.distributed:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model.to(dist.device)
-    wrapped: nn.Module = model
-    if dist.distributed:
-        ids = [dist.device.index] if dist.device.type == "cuda" else None
-        wrapped = DistributedDataParallel(model, device_ids=ids)
-    optimizer = build_optimizer(cfg, model)
-    o = cfg.optim
-    scheduler = warmup_step_scheduler(
-        optimizer, iters_per_epoch, o.warmup_epochs, o.warmup_start_factor, o.lr_step_epochs, o.lr_gamma
-    )
-    use_amp = cfg.amp and dist.device.type == "cuda"
-    scaler = torch.amp.GradScaler(dist.device.type, enabled=use_amp)
-    log.info("model: ResNet-%d, attention %s, %d classes, %.3fM parameters",
-             cfg.backbone.depth, cfg.backbone.attention.type, cfg.backbone.num_classes,
-             count_parameters(model) / 1e6)
-    return TrainState(wrapped, model, optimizer, scheduler, scaler, use_amp)
+    def arch(self) -> dict[str, Any]:
+        return to_dict(self.cfg.backbone)
 
+    def checkpoint_extra(self) -> dict[str, Any]:
+        return {"classes": self.loaders.classes}
 
-def _resume(cfg: PretrainConfig, state: TrainState, path: Path, dist: DistInfo, iters_per_epoch: int) -> None:
-    ckpt = load_checkpoint(path, expected_arch=to_dict(cfg.backbone))
-    saved_cfg = ckpt.get("config", {})
-    changed = [d for d in arch_mismatch(saved_cfg, to_dict(cfg)) if not d.startswith(RUN_CONTROL_KEYS)]
-    if changed:
-        log.warning("resuming %s with a changed config:\n  %s", path, "\n  ".join(changed))
-    try:
-        state.bare.load_state_dict(ckpt["model"])
-        state.optimizer.load_state_dict(ckpt["optimizer"])
-        state.scheduler.load_state_dict(ckpt["scheduler"])
-        state.scaler.load_state_dict(ckpt["scaler"])
-    except (KeyError, RuntimeError, ValueError) as err:
-        raise CheckpointError(f"{path}: cannot restore the training state ({type(err).__name__}: {err})") from err
-    state.start_epoch = int(ckpt["epoch"]) + 1
-    same_world = ckpt.get("world_size") == dist.world_size and ckpt.get("iters_per_epoch") == iters_per_epoch
-    if same_world:
-        restore_rng_state(ckpt["rng"][dist.rank])
-    else:
-        log.warning(
-            "checkpoint written by %s process(es) with %s iterations per epoch; this run has %d and %d: "
-            "training continues, but not bit-for-bit as the original run would have",
-            ckpt.get("world_size"), ckpt.get("iters_per_epoch"), dist.world_size, iters_per_epoch,
-        )
-        seed_everything(cfg.seed + 1000 * state.start_epoch, dist.rank)
-        state.scheduler.last_epoch = state.start_epoch * iters_per_epoch - 1
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+    def upgrade_checkpoint(self, ckpt: dict[str, Any]) -> dict[str, Any]:
+        ckpt = dict(ckpt, arch=upgrade_backbone_record(ckpt.get("arch", {})))
+        if isinstance(ckpt.get("config", {}).get("backbone"), dict):
+            ckpt["config"] = dict(ckpt["config"], backbone=upgrade_backbone_record(ckpt["config"]["backbone"]))
+        return ckpt
+
+    def before_epoch(self, epoch: int) -> None:
+        self.loaders.train_sampler.set_epoch(epoch)
+
+    def train_epoch(self, epoch: int, writer: MetricsWriter) -> dict[str, float]:
+        """One pass over this process's shard of the training set; metrics averaged over processes."""
+        cfg, state, dist, loader = self.cfg, self.state, self.dist, self.loaders.train
+        state.model.train()
+        device = dist.device
+        iters = len(loader)
+        sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss * n, top-1 correct, n, skipped
+        start, lr = time.time(), float("nan")
+        bar = tqdm(loader, total=iters, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", leave=False,
+                   disable=not (dist.is_main and cfg.progress), dynamic_ncols=True)
+        for i, batch in enumerate(bar):
+            batch: Batch
+            images = batch.images.to(device, non_blocking=True)
+            targets = batch.targets.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=state.use_amp):
+                logits = state.model(images)
+                loss = F.cross_entropy(logits, targets, label_smoothing=cfg.optim.label_smoothing)
+            if not torch.isfinite(loss).item():
+                raise FloatingPointError(
+                    f"training loss is {loss.item()} at epoch {epoch + 1}, iteration {i + 1}/{iters}: "
+                    f"stopping (lower optim.lr, or resume from the last checkpoint)"
+                )
+            self.optimizer_step(loss)
+            lr = state.optimizer.param_groups[0]["lr"]
             state.scheduler.step()
-    log.info("resumed from %s: %d epoch(s) done", path, state.start_epoch)
+            n = targets.shape[0]
+            with torch.no_grad():
+                correct = topk_correct(logits.detach(), targets, (1,))[:, 0].sum()
+            sums += torch.stack([loss.detach().double() * n, correct.double(),
+                                 torch.tensor(n, dtype=torch.float64, device=device),
+                                 torch.tensor(batch.skipped, dtype=torch.float64, device=device)])
+            step = epoch * iters + i
+            if (i + 1) % cfg.log_every == 0:
+                writer.write(step, {"train/loss_iter": loss.item(), "train/lr_iter": lr}, epoch=epoch + 1)
+                bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}")
+        total = all_reduce_sum(sums)
+        elapsed = time.time() - start
+        return {
+            "train/loss": (total[0] / total[2]).item(),
+            "train/top1": (100.0 * total[1] / total[2]).item(),
+            "train/lr": lr,  # of the epoch's last iteration
+            "train/skipped_images": int(total[3].item()),
+            "train/images_per_s": total[2].item() / max(elapsed, 1e-9),
+            "time/train_s": elapsed,
+        }
 
+    def after_epoch(self, epoch: int, metrics: dict[str, float]) -> Path | None:
+        cfg = self.cfg
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.optim.epochs:
+            metrics.update(evaluate(self.state.bare, self.loaders.val, self.dist, self.state.use_amp, cfg.progress))
+        return None
 
-def _save_checkpoint(cfg: PretrainConfig, state: TrainState, epoch: int, dist: DistInfo,
-                     iters_per_epoch: int, classes: list[str], metrics: dict[str, Any], path: Path) -> None:
-    rng = all_gather_objects(capture_rng_state())  # every rank's, so each resumes its own
-    if dist.is_main:
-        atomic_save({
-            "arch": to_dict(cfg.backbone),
-            "model": state.bare.state_dict(),
-            "optimizer": state.optimizer.state_dict(),
-            "scheduler": state.scheduler.state_dict(),
-            "scaler": state.scaler.state_dict(),
-            "epoch": epoch,
-            "world_size": dist.world_size,
-            "iters_per_epoch": iters_per_epoch,
-            "rng": rng,
-            "config": to_dict(cfg),
-            "classes": classes,
-            "metrics": {k: float(v) for k, v in metrics.items()},
-        }, path)
-    barrier()
+    def build_model(self, resuming: bool) -> AttentionResNet:
+        cfg, dist = self.cfg, self.dist
+        model = AttentionResNet(cfg.backbone)
+        if cfg.init_weights and not resuming:
+            report = load_backbone_weights(model, cfg.init_weights, ignore_classifier=cfg.init_ignore_classifier)
+            log.info(
+                "initial weights from %s%s; %d attention parameters start as the identity%s",
+                report.source, f" (sha256 {report.sha256})" if report.sha256 else "",
+                len(report.missing_attention),
+                f"; classifier not loaded ({len(report.missing)} keys)" if report.missing else "",
+            )
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.momentum = cfg.bn_momentum
+        if cfg.sync_bn and dist.distributed:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        log.info("model: ResNet-%d, attention %s, %d classes, %.3fM parameters",
+                 cfg.backbone.depth, cfg.backbone.attention.type, cfg.backbone.num_classes,
+                 count_parameters(model) / 1e6)
+        return model.to(dist.device)
+
+    def run(self, resume: str | Path | None = None) -> dict[str, float]:
+        cfg, dist = self.cfg, self.dist
+        self.start(resume)
+        if dist.device.type == "cuda":
+            torch.backends.cudnn.benchmark = not cfg.deterministic
+            torch.backends.cudnn.deterministic = cfg.deterministic
+        train_set, val_set = build_datasets(cfg)
+        if cfg.backbone.num_classes != len(train_set.classes):
+            log.info("backbone.num_classes = %d (class folders of %s)", len(train_set.classes), train_set.root)
+            cfg.backbone.num_classes = len(train_set.classes)
+        self.loaders = build_loaders(cfg, train_set, val_set, dist)
+        self.iters = len(self.loaders.train)
+        log.info("%d training images, %d validation images, %d classes; %d iterations per epoch of %d images "
+                 "x %d processes", len(train_set), len(val_set), len(train_set.classes), self.iters,
+                 cfg.optim.batch_size // dist.world_size, dist.world_size)
+        if dist.is_main:
+            (self.output_dir / "classes.txt").write_text("".join(c + "\n" for c in train_set.classes))
+        self.save_config()
+
+        model = self.build_model(resuming=resume is not None)
+        optimizer = build_optimizer(cfg, model)
+        o = cfg.optim
+        scheduler = warmup_step_scheduler(optimizer, self.iters, o.warmup_epochs, o.warmup_start_factor,
+                                          o.lr_step_epochs, o.lr_gamma)
+        self.new_state(model, optimizer, cfg.amp, scheduler)
+        if resume is not None:
+            self.resume(resume)
+        return self.run_epochs()
 
 
 def run_pretraining(cfg: PretrainConfig, dist: DistInfo, resume: str | Path | None = None) -> dict[str, float]:
@@ -304,60 +244,9 @@ def run_pretraining(cfg: PretrainConfig, dist: DistInfo, resume: str | Path | No
         resume: a checkpoint to continue from (refused if it is another architecture).
     Returns the metrics of the last epoch run.
     """
-    output_dir = Path(cfg.output_dir)
-    if dist.is_main:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    setup_logging(output_dir, dist.is_main)
-    _log_setup(cfg, dist, output_dir)
-    ckpt_path = output_dir / CHECKPOINT_NAME
-    if resume is None and ckpt_path.exists():
-        raise CheckpointError(
-            f"{ckpt_path} exists: pass --resume to continue that run, or choose another output_dir"
-        )
-    seed_everything(cfg.seed, dist.rank)
-    if dist.device.type == "cuda":
-        torch.backends.cudnn.benchmark = not cfg.deterministic
-        torch.backends.cudnn.deterministic = cfg.deterministic
-
-    train_set, val_set = build_datasets(cfg)
-    if cfg.backbone.num_classes != len(train_set.classes):
-        log.info("backbone.num_classes = %d (class folders of %s)", len(train_set.classes), train_set.root)
-        cfg.backbone.num_classes = len(train_set.classes)
-    loaders = build_loaders(cfg, train_set, val_set, dist)
-    iters = len(loaders.train)
-    log.info("%d training images, %d validation images, %d classes; %d iterations per epoch of %d images x %d processes",
-             len(train_set), len(val_set), len(train_set.classes), iters,
-             cfg.optim.batch_size // dist.world_size, dist.world_size)
-    if dist.is_main:
-        (output_dir / "config.yaml").write_text(to_yaml(cfg))
-        (output_dir / "classes.txt").write_text("".join(c + "\n" for c in train_set.classes))
-    log.info("config:\n%s", to_yaml(cfg))
-
-    state = _build_state(cfg, dist, iters, resuming=resume is not None)
-    if resume is not None:
-        _resume(cfg, state, Path(resume), dist, iters)
-
-    metrics: dict[str, float] = {}
-    last = cfg.optim.epochs if cfg.stop_after_epoch is None else min(cfg.optim.epochs, cfg.stop_after_epoch)
-    with MetricsWriter(output_dir, enabled=dist.is_main, purge_step=state.start_epoch * iters,
-                       tensorboard=cfg.tensorboard) as writer:
-        for epoch in range(state.start_epoch, last):
-            loaders.train_sampler.set_epoch(epoch)
-            metrics = train_one_epoch(cfg, state, loaders.train, epoch, dist, writer)
-            if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.optim.epochs:
-                metrics.update(evaluate(state.bare, loaders.val, dist, state.use_amp, cfg.progress))
-            writer.write((epoch + 1) * iters - 1, metrics, epoch=epoch + 1)
-            log.info("epoch %d/%d: %s", epoch + 1, cfg.optim.epochs,
-                     ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if not k.startswith("time/")))
-            _save_checkpoint(cfg, state, epoch, dist, iters, loaders.classes, metrics, ckpt_path)
-    if last < cfg.optim.epochs:
-        log.info("stopped after epoch %d of %d (stop_after_epoch); continue with --resume", last, cfg.optim.epochs)
-    else:
-        log.info("done: %s", ckpt_path)
-    return metrics
+    return BackboneTrainer(cfg, dist).run(resume)
 
 
 def default_checkpoint(cfg: PretrainConfig) -> Path:
     """Where a run writes (and ``--resume`` reads) its checkpoint."""
     return Path(cfg.output_dir) / CHECKPOINT_NAME
-

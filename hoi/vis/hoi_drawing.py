@@ -133,7 +133,7 @@ def save_detection_images(
     """Draw the ``top`` best HOI detections of up to ``max_images`` images; one PNG per image.
 
     Args:
-        detections: results (DESIGN.md 2.4) or the path of a results file. Its ``filenames``
+        detections: results (docs/architecture.md#results-files) or the path of a results file. Its ``filenames``
             name the images; without them the annotation file's order is used.
         image_dir: folder holding the images.
         out_dir: where ``<image stem>_hoi.png`` files are written.

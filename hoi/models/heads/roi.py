@@ -20,8 +20,7 @@ import torch.nn.functional as F
 from torchvision.ops import roi_align
 
 from hoi.data.boxes import PIXEL_OFFSET
-
-ROI_POOLS = ("official", "align")
+from hoi.registry import Table
 
 
 def official_cells(boxes: torch.Tensor, image_size: torch.Tensor, map_hw: tuple[int, int]) -> torch.Tensor:
@@ -47,12 +46,13 @@ def official_cells(boxes: torch.Tensor, image_size: torch.Tensor, map_hw: tuple[
 
 
 def official_roi_pool(fmap: torch.Tensor, boxes: torch.Tensor, image: torch.Tensor, image_size: torch.Tensor,
-                      output_size: int) -> torch.Tensor:
+                      output_size: int, sampling_ratio: int = 0) -> torch.Tensor:
     """The official crop + adaptive max pool of each box -> (K, C, output_size, output_size).
 
     Args:
         fmap: (B, C, H, W) maps. boxes: (K, 4) original pixels, annotation convention.
         image: (K,) index of each box's map. image_size: (B, 2) ``[w, h]`` of each image.
+        sampling_ratio: unused (every cell of the crop is read); the signature of ROI_POOLS.
 
     Boxes with the same crop shape are pooled together by one ``adaptive_max_pool2d`` call
     (the op the official code applies box by box), so the Python loop runs over distinct
@@ -91,3 +91,7 @@ def align_roi_pool(fmap: torch.Tensor, boxes: torch.Tensor, image: torch.Tensor,
         boxes[:, 2] * sx, boxes[:, 3] * sy,
     ], dim=1)
     return roi_align(fmap, rois.to(fmap.dtype), output_size, 1.0, sampling_ratio, aligned=True)
+
+
+# model.roi_pool: (fmap, boxes, image, image_size, output_size, sampling_ratio) -> (K, C, S, S)
+ROI_POOLS = Table("model.roi_pool", {"official": official_roi_pool, "align": align_roi_pool})

@@ -1,6 +1,6 @@
 """The VSGNet interaction heads (Ulutan et al., "VSGNet: Spatial Attention Network for
 Detecting Human Object Interactions Using Graph Convolutions", CVPR 2020), as the official
-code builds them (DESIGN.md section 4), on a cached backbone feature map.
+code builds them (ASMIftekhar/VSGNet, scripts_hico/model.py), on a cached backbone feature map.
 
 Per box, the official crop + max pool (or RoIAlign, ``roi_pool``) on the map and a residual block of 1x1 convolutions give f_h / f_o; the
 same block over the whole map gives the context f_C. A pair is [f_h, f_o, s_ho, f_C]. Three
@@ -14,24 +14,27 @@ it is computed, and trained, in log space.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from hoi.data.metadata import NUM_OBJECTS, NUM_VERBS, hico_metadata
+from hoi.models.heads.base import HeadConfig, InteractionHead
 from hoi.models.heads.pair_spatial import interaction_maps, pair_geometry
-from hoi.models.heads.roi import align_roi_pool, official_roi_pool
+from hoi.models.heads.roi import ROI_POOLS
 
 GEOMETRY_DIM = 4
 
 
 @dataclass
-class VSGNetConfig:
-    in_channels: int = 1024  # channels of the cached map (layer3 of a ResNet)
+class VSGNetConfig(HeadConfig):
+    spatial_lr: float = 0.001  # the spatial-attention branch's rate, never multiplied by the schedule
     block_channels: int = 512  # inner width of the residual 1x1 blocks
-    roi_pool: str = "official"  # official (integer crop + adaptive max pool) | align (RoIAlign); hoi.models.heads.roi
+    roi_pool: str = "official"  # hoi.models.heads.roi.ROI_POOLS: official (crop + max pool) | align
     roi_size: int = 10  # pooled box features are roi_size x roi_size
     roi_sampling_ratio: int = 2  # RoIAlign only: samples per bin side (0: adaptive)
     head_hidden: int = 1024  # first Linear of each head
@@ -147,32 +150,39 @@ class SpatialAttention(nn.Module):
 
 
 @dataclass
-class VSGNetOutput:
+class VSGNetOutput(Mapping[str, torch.Tensor]):
     """Logits of the P pairs of a batch: ``visual``, ``graph``, ``attention`` (P, V) and
-    ``interaction`` (P,)."""
+    ``interaction`` (P,); a read-only mapping from those names."""
 
     visual: torch.Tensor
     graph: torch.Tensor
     attention: torch.Tensor
     interaction: torch.Tensor
 
-    def items(self):
-        return {"visual": self.visual, "graph": self.graph, "attention": self.attention,
-                "interaction": self.interaction}.items()
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self.__dataclass_fields__:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.__dataclass_fields__)
+
+    def __len__(self) -> int:
+        return len(self.__dataclass_fields__)
 
 
-class VSGNet(nn.Module):
+class VSGNet(InteractionHead):
     """The VSGNet heads on a batch from :func:`hoi.inputs.dataset.collate`.
 
-    Parameter names start with ``spatial.`` for the spatial-attention branch (its own learning
-    rate in training).
+    The spatial-attention branch (``spatial.*``) trains at ``spatial_lr``, outside the schedule.
     """
 
-    SPATIAL_PREFIX = "spatial."
+    Config = VSGNetConfig
+    training_keys = ("spatial_lr",)
 
     def __init__(self, cfg: VSGNetConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
+        super().__init__(cfg)
+        ROI_POOLS.check(cfg.roi_pool)
         c, w = cfg.in_channels, cfg.block_channels
         self.human_block = ResidualBlock(c, w, cfg.bn_eps, cfg.bn_momentum)
         self.object_block = ResidualBlock(c, w, cfg.bn_eps, cfg.bn_momentum)
@@ -194,21 +204,22 @@ class VSGNet(nn.Module):
             mask = torch.from_numpy(meta.object_verb_mask.copy())
         self.register_buffer("object_verb_mask", mask, persistent=False)
 
-    def spatial_parameters(self) -> list[nn.Parameter]:
-        """The spatial-attention branch's parameters (conv stack and its up-projection)."""
-        return list(self.spatial.parameters())
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Every parameter but the spatial-attention branch at the scheduled ``lr``; the branch
+        (conv stack and its up-projection) at ``spatial_lr``, never multiplied."""
+        spatial = list(self.spatial.parameters())
+        ids = {id(p) for p in spatial}
+        main = [p for p in self.parameters() if id(p) not in ids]
+        return [{"name": "main", "params": main, "lr": lr, "scheduled": True},
+                {"name": "spatial", "params": spatial, "lr": self.cfg.spatial_lr, "scheduled": False}]
 
     def _roi_features(self, fmap: torch.Tensor, boxes: torch.Tensor, image: torch.Tensor,
                       image_size: torch.Tensor, block: ResidualBlock) -> torch.Tensor:
         """Boxes (K, 4) in original pixels of images ``image`` (K,) -> (K, C) pooled features."""
         if boxes.shape[0] == 0:
             return fmap.new_zeros((0, fmap.shape[1]))
-        if self.cfg.roi_pool == "official":
-            pooled = official_roi_pool(fmap, boxes, image, image_size, self.cfg.roi_size)
-        elif self.cfg.roi_pool == "align":
-            pooled = align_roi_pool(fmap, boxes, image, image_size, self.cfg.roi_size, self.cfg.roi_sampling_ratio)
-        else:
-            raise ValueError(f"model.roi_pool must be 'official' or 'align', got {self.cfg.roi_pool!r}")
+        pool = ROI_POOLS[self.cfg.roi_pool]
+        pooled = pool(fmap, boxes, image, image_size, self.cfg.roi_size, self.cfg.roi_sampling_ratio)
         return block(pooled.to(fmap.dtype)).mean(dim=(2, 3))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> VSGNetOutput:
@@ -242,16 +253,23 @@ class VSGNet(nn.Module):
         c = self.cfg
         return math.log(c.lis_t) + F.logsigmoid(c.lis_w * scores - c.lis_k)
 
-    def log_scores(self, out: VSGNetOutput, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def log_scores(self, out: Mapping[str, torch.Tensor],
+                   batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(log p (P, V) float32 clamped at ``max_log_score``, valid (P, V) bool): the log of
         the final verb scores and the object -> verb mask of each pair's object class."""
         ph, po = batch["pair_h"], batch["pair_o"]
-        log_p = (F.logsigmoid(out.visual.float()) + F.logsigmoid(out.graph.float())
-                 + F.logsigmoid(out.attention.float()) + F.logsigmoid(out.interaction.float())[:, None])
+        log_p = (F.logsigmoid(out["visual"].float()) + F.logsigmoid(out["graph"].float())
+                 + F.logsigmoid(out["attention"].float())
+                 + F.logsigmoid(out["interaction"].float())[:, None])
         if self.cfg.lis:
             log_p = log_p + (self.log_lis(batch["scores_h"][ph].float()) + self.log_lis(batch["scores_o"][po].float()))[:, None]
         valid = self.object_verb_mask[batch["labels_o"][po]]
         return log_p.clamp(max=self.cfg.max_log_score), valid
+
+    def loss(self, out: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Summed binary cross-entropy of the final verb scores over the allowed verbs."""
+        log_p, valid = self.log_scores(out, batch)
+        return bce_log_space(log_p, batch["labels"].float(), valid)
 
 
 def bce_log_space(log_p: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
