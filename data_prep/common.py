@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import hoi
 from hoi.errors import run_main

@@ -10,7 +10,8 @@ its ``list_action`` must be the official HOI order and its image lists must matc
 ``--hake`` converts HAKE's re-release of the training split instead (:mod:`hoi.data.hake`;
 117,654 pairs, 217 fewer than the official file: prefer ``--mat`` when you have it); the 485
 images without labels take their size from ``--images`` (else it is recorded as unknown).
-A file already in the JSON schema (docs/architecture.md#annotation-files) is accepted as it is: it is checked and
+A file already in the JSON schema (docs/architecture.md#annotation-files) is accepted as it is: it
+is checked and
 copied. A ``convert_info.json`` beside the outputs records the inputs and their sha256.
 """
 
@@ -20,8 +21,8 @@ import argparse
 import json
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from hoi.data.anno_mat import (
     check_list_action,
@@ -44,7 +45,8 @@ def _check_anno_mat(anno_mat: Path, splits: dict) -> None:
     import scipy.io
 
     check_list_action(read_list_action(anno_mat), str(anno_mat))
-    mat = scipy.io.loadmat(str(anno_mat), squeeze_me=True, variable_names=["list_train", "list_test"])
+    mat = scipy.io.loadmat(str(anno_mat), squeeze_me=True,
+                           variable_names=["list_train", "list_test"])
     for split, images in splits.items():
         var = f"list_{split}"
         if var not in mat:
@@ -52,12 +54,15 @@ def _check_anno_mat(anno_mat: Path, splits: dict) -> None:
         names = [str(n) for n in mat[var].ravel()]
         got = [im.filename for im in images]
         if names != got:
-            k = next((i for i, (a, b) in enumerate(zip(names, got)) if a != b), min(len(names), len(got)))
-            raise AnnotationError(f"{anno_mat}: {var} ({len(names)} names) differs from bbox_{split} "
+            k = next((i for i, (a, b) in enumerate(zip(names, got)) if a != b),
+                     min(len(names), len(got)))
+            raise AnnotationError(f"{anno_mat}: {var} ({len(names)} names) differs from "
+                                  f"bbox_{split} "
                                   f"({len(got)} records) at record {k + 1}")
 
 
-def convert_anno_bbox(mat_path: str | Path, out_dir: str | Path, anno_mat: str | Path | None = None) -> dict[str, Path]:
+def convert_anno_bbox(mat_path: str | Path, out_dir: str | Path,
+                      anno_mat: str | Path | None = None) -> dict[str, Path]:
     """Convert ``anno_bbox.mat`` into JSON files in ``out_dir``; returns split -> written path.
 
     The training split defines the rare classes for both outputs; without it, the packaged
@@ -86,14 +91,16 @@ def convert_anno_bbox(mat_path: str | Path, out_dir: str | Path, anno_mat: str |
     info = {
         "stage": "data_prep.convert",
         "inputs": {str(p): sha256_of(p) for p in [mat_path] + ([anno_mat] if anno_mat else [])},
-        "rare_split_from": "train split of the input" if counts is not None else "packaged official counts",
+        "rare_split_from": "train split of the input" if counts is not None
+        else "packaged official counts",
         "outputs": {split: str(p) for split, p in written.items()},
     }
     (out_dir / INFO_NAME).write_text(json.dumps(info, indent=1), encoding="utf-8")
     return written
 
 
-def convert_hake(path: str | Path, out_dir: str | Path, images: str | Path | None = None) -> dict[str, Path]:
+def convert_hake(path: str | Path, out_dir: str | Path,
+                 images: str | Path | None = None) -> dict[str, Path]:
     """Convert HAKE's training annotations into ``out_dir/instances_train2015.json``; returns
     ``{"train": path}``. Validated before anything is written."""
     path, out_dir = Path(path), Path(out_dir)
@@ -105,31 +112,39 @@ def convert_hake(path: str | Path, out_dir: str | Path, images: str | Path | Non
     info = {
         "stage": "data_prep.convert",
         "inputs": {str(path): sha256_of(path)},
-        "source": "HAKE hico-det-instance-level (training split; 217 pairs fewer than the official anno_bbox.mat)",
+        "source": "HAKE hico-det-instance-level (training split; 217 pairs fewer than the official "
+                  "anno_bbox.mat)",
         "rare_split_from": "train split of the input",
         "sizes_unknown": {"count": len(unknown), "images": [data["filenames"][i] for i in unknown],
-                          "why": "no label and no --images: recorded as [0, 0]; training leaves them out"},
+                          "why": "no label and no --images: recorded as [0, 0]; training leaves "
+                                 "them out"},
         "outputs": {"train": str(target)},
     }
     (out_dir / INFO_NAME).write_text(json.dumps(info, indent=1), encoding="utf-8")
     if unknown:
-        print(f"warning: {len(unknown)} images have no label, hence no size in {path}: recorded as [0, 0] "
+        print(f"warning: {len(unknown)} images have no label, hence no size in {path}: recorded as "
+              "[0, 0] "
               f"(unknown); detect and extract use the decoded size, training leaves them out. "
               f"Pass --images DIR to record their sizes.")
     return {"train": target}
 
 
 def _main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m data_prep.convert", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m data_prep.convert",
+                                     description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--mat", type=Path,
-                        help="official anno_bbox.mat (or an instances_*.json already in the schema)")
+                        help="official anno_bbox.mat (or an instances_*.json already in the "
+                             "schema)")
     source.add_argument("--hake", type=Path,
-                        help="HAKE's hico-det-instance-level.tar.gz (or its JSON): the training split")
+                        help="HAKE's hico-det-instance-level.tar.gz (or its JSON): the training "
+                             "split")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
-    parser.add_argument("--anno-mat", type=Path, default=None, help="official anno.mat (list_action check)")
+    parser.add_argument("--anno-mat", type=Path, default=None, help="official anno.mat "
+                                                                    "(list_action check)")
     parser.add_argument("--images", type=Path, default=None,
-                        help="with --hake: the train2015 image folder (sizes of the images without labels)")
+                        help="with --hake: the train2015 image folder (sizes of the images without "
+                             "labels)")
     args = parser.parse_args(argv)
     if args.hake is not None:
         written = convert_hake(args.hake, args.out, args.images)

@@ -16,14 +16,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
-from hoi.data.cache import gt_proposals
 from hoi.data.annotations import load_annotations
+from hoi.data.cache import gt_proposals
 from hoi.data.images import check_image_dir, load_rgb
 from hoi.data.metadata import hico_metadata
 
@@ -35,7 +35,7 @@ def make_crops(images: Path, anno_path: Path, out: Path, size: int = 64, margin:
     check_image_dir(images, anno["filenames"], str(anno_path))
     names = hico_metadata().objects
     crops: dict[str, list[tuple[int, int, np.ndarray]]] = defaultdict(list)
-    for i, filename in enumerate(anno["filenames"]):
+    for i, _filename in enumerate(anno["filenames"]):
         det = gt_proposals(anno["annotation"][i])
         for k, (box, label) in enumerate(zip(det.boxes, det.labels)):
             crops[names[label]].append((i, k, box))
@@ -57,10 +57,13 @@ def make_crops(images: Path, anno_path: Path, out: Path, size: int = 64, margin:
             crop = image.crop((max(0, x1), max(0, y1), min(image.width, x2), min(image.height, y2)))
             folder = out / split / cls
             folder.mkdir(parents=True, exist_ok=True)
-            crop.resize((size, size), Image.BILINEAR).save(folder / f"{Path(anno['filenames'][i]).stem}_{k}.jpg", quality=92)
+            crop.resize((size, size),
+                        Image.BILINEAR).save(folder / f"{Path(anno['filenames'][i]).stem}_{k}.jpg",
+                                             quality=92)
         kept[cls] = len(items)
     if dropped:
-        print(f"[crops] classes with fewer than {min_per_class} crops left out: {', '.join(dropped)}", flush=True)
+        print(f"[crops] classes with fewer than {min_per_class} crops left out: "
+              f"{', '.join(dropped)}", flush=True)
     return kept
 
 

@@ -38,8 +38,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,29 +75,41 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--images", help="folder of the split's images (detectron2 source)")
     p.add_argument("--config", default=DEFAULT_CONFIG, help="model-zoo config name or a local YAML")
     p.add_argument("--weights", default=None,
-                   help="model weights (.pkl/.pth); default: the model zoo's (needs network); 'none': random")
+                   help="model weights (.pkl/.pth); default: the model zoo's (needs network); "
+                        "'none': random")
     p.add_argument("--score-thresh", type=float, default=0.05)
     p.add_argument("--nms-thresh", type=float, default=0.5)
     p.add_argument("--max-per-image", type=int, default=100)
-    p.add_argument("--min-size", type=int, default=None, help="test-time short side (config default 800)")
-    p.add_argument("--max-size", type=int, default=None, help="test-time long-side cap (config default 1333)")
+    p.add_argument("--min-size", type=int, default=None, help="test-time short side (config "
+                                                              "default 800)")
+    p.add_argument("--max-size", type=int, default=None, help="test-time long-side cap (config "
+                                                              "default 1333)")
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--jitter", type=float, default=0.0, help="gt source: box noise, fraction of size")
+    p.add_argument("--jitter", type=float, default=0.0, help="gt source: box noise, fraction of "
+                                                             "size")
     p.add_argument("--seed", type=int, default=0, help="gt source: seed of the jitter")
     p.add_argument("--import-dir", help="import source: folder of per-image JSON files")
     p.add_argument("--import-format", default="project", choices=["project", "vsgnet"],
-                   help="import source: per-image files of this project or VSGNet's Object_Detections_hico")
+                   help="import source: per-image files of this project or VSGNet's "
+                        "Object_Detections_hico")
     p.add_argument("--import-labels", default="hico", choices=["hico", "coco80", "coco91"])
     p.add_argument("--import-boxes", default="1-based", choices=["1-based", "0-based"])
-    p.add_argument("--allow-missing", action="store_true", help="import source: no file = no detections")
+    p.add_argument("--allow-missing", action="store_true", help="import source: no file = no "
+                                                                "detections")
     return p.parse_args(argv)
+
+
+def detector_settings(args: argparse.Namespace) -> DetectorSettings:
+    """The detector this command line describes."""
+    return DetectorSettings(args.config, args.weights, args.score_thresh, args.nms_thresh,
+                            args.max_per_image, args.min_size, args.max_size)
 
 
 # --------------------------------------------------------------------------- Detectron2
 def _run_detectron2(args, info, writer, todo, filenames, sizes, weights: str | None) -> int:
-    model, cfg = build_detector(DetectorSettings.from_args(args), info.device, weights)
+    model, cfg = build_detector(detector_settings(args), info.device, weights)
     loader = DataLoader(
         ImageListDataset(args.images, filenames, todo, Detectron2Input(cfg), sizes, str(args.anno)),
         batch_size=args.batch_size, num_workers=args.workers, collate_fn=lambda batch: batch,
@@ -115,7 +128,8 @@ def _run_detectron2(args, info, writer, todo, filenames, sizes, weights: str | N
 
 
 # --------------------------------------------------------------------------- ground truth
-def gt_proposals_jittered(anno: dict[str, Any], index: int, jitter: float = 0.0, seed: int = 0) -> ImageProposals:
+def gt_proposals_jittered(anno: dict[str, Any], index: int, jitter: float = 0.0,
+                          seed: int = 0) -> ImageProposals:
     """Distinct GT boxes of image ``index`` (humans as person), score 1, optionally jittered by
     ``jitter`` x the box size (seeded per image), rounded and clipped to the image."""
     det = gt_proposals(anno["annotation"][index])
@@ -139,7 +153,8 @@ def import_detections(path: Path, args: argparse.Namespace, size: Sequence[int])
     if not path.is_file():
         if args.allow_missing:
             return ImageProposals(np.zeros((0, 4)), np.zeros(0), np.zeros(0))
-        raise DetectorError(f"no detections file for this image: {path} (use --allow-missing to accept that)")
+        raise DetectorError(f"no detections file for this image: {path} (use --allow-missing to "
+                            "accept that)")
     try:
         data = json.loads(path.read_text())
         boxes = np.asarray(data["boxes"], dtype=np.float32).reshape(-1, 4)
@@ -147,12 +162,14 @@ def import_detections(path: Path, args: argparse.Namespace, size: Sequence[int])
         raw = list(data["labels"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise DetectorError(
-            f"{path}: expected {{'boxes': [[x1, y1, x2, y2], ...], 'scores': [...], 'labels': [...]}} ({err!r})"
+            f"{path}: expected "
+            f"{{'boxes': [[x1, y1, x2, y2], ...], 'scores': [...], 'labels': [...]}} ({err!r})"
         ) from err
     if not (len(boxes) == len(scores) == len(raw)):
         raise DetectorError(f"{path}: {len(boxes)} boxes, {len(scores)} scores, {len(raw)} labels")
     names = {n: i for i, n in enumerate(meta.objects)}
-    table = {"hico": None, "coco80": meta.coco80_to_hico, "coco91": meta.coco91_to_hico}[args.import_labels]
+    table = {"hico": None, "coco80": meta.coco80_to_hico,
+             "coco91": meta.coco91_to_hico}[args.import_labels]
     labels = []
     for k, label in enumerate(raw):
         if isinstance(label, str):
@@ -164,14 +181,17 @@ def import_detections(path: Path, args: argparse.Namespace, size: Sequence[int])
         value = int(label)
         mapped = value if table is None else (table[value] if 0 <= value < len(table) else -1)
         if not 0 <= mapped < len(meta.objects):
-            raise DetectorError(f"{path}: detection {k}: label {label!r} is not a valid {args.import_labels} id")
+            raise DetectorError(f"{path}: detection {k}: label {label!r} is not a valid "
+                                f"{args.import_labels} id")
         labels.append(int(mapped))
     if args.import_boxes == "0-based":
         boxes = boxes + 1.0
-    bad = ~np.isfinite(boxes).all(axis=1) | (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+    bad = (~np.isfinite(boxes).all(axis=1) | (boxes[:, 2] < boxes[:, 0])
+           | (boxes[:, 3] < boxes[:, 1]))
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
-        raise DetectorError(f"{path}: detection {k}: box {boxes[k].tolist()} is not [x1, y1, x2, y2] with x1<=x2, y1<=y2")
+        raise DetectorError(f"{path}: detection {k}: box {boxes[k].tolist()} is not [x1, y1, x2, "
+                            "y2] with x1<=x2, y1<=y2")
     w, h = size
     boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(1, w)
     boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(1, h)
@@ -180,10 +200,13 @@ def import_detections(path: Path, args: argparse.Namespace, size: Sequence[int])
 
 # --------------------------------------------------------------------------- driver
 def provenance_of(args: argparse.Namespace, anno: dict[str, Any]) -> dict[str, Any]:
-    """What these detections are made from (compared by every later stage, :mod:`hoi.provenance`)."""
+    """What these detections are made from (compared by every later stage,
+    :mod:`hoi.provenance`)."""
     prov: dict[str, Any] = {"kind": "detections", "source": args.source,
-                            "annotation": annotation_fingerprint(args.anno, anno), "code_version": code_version()}
-    if args.source == "gt":  # detectron2: DetectorSettings.provenance, once its weights are resolved
+                            "annotation": annotation_fingerprint(args.anno, anno),
+                            "code_version": code_version()}
+    # detectron2: DetectorSettings.provenance, once its weights are resolved
+    if args.source == "gt":
         prov.update(jitter=args.jitter, seed=args.seed)
     elif args.source == "import":
         prov.update(import_dir=str(args.import_dir), import_format=args.import_format,
@@ -197,9 +220,11 @@ def detect(args: argparse.Namespace) -> Path:
     filenames, sizes = anno["filenames"], anno["size"]
     prov = provenance_of(args, anno)
     if args.source == "gt":
-        dets = [gt_proposals_jittered(anno, i, args.jitter, args.seed) for i in range(len(filenames))]
+        dets = [gt_proposals_jittered(anno, i, args.jitter,
+                                      args.seed) for i in range(len(filenames))]
         write_proposals(out, filenames, dets, prov)
-        print(f"[detect] ground-truth boxes{' jittered by %.2f' % args.jitter if args.jitter else ''} "
+        print("[detect] ground-truth "
+              f"boxes{f' jittered by {args.jitter:.2f}' if args.jitter else ''} "
               f"for {len(filenames)} images -> {out}", flush=True)
         return out
     if args.source == "import":
@@ -209,7 +234,8 @@ def detect(args: argparse.Namespace) -> Path:
             from data_prep.vsgnet_detections import read_vsgnet_dir
             dets = read_vsgnet_dir(Path(args.import_dir), filenames, sizes, args.allow_missing)
         else:
-            dets = [import_detections(Path(args.import_dir) / (Path(n).stem + ".json"), args, sizes[i])
+            dets = [import_detections(Path(args.import_dir) / (Path(n).stem + ".json"), args,
+                                      sizes[i])
                     for i, n in enumerate(filenames)]
         write_proposals(out, filenames, dets, prov)
         print(f"[detect] imported detections for {len(filenames)} images -> {out}", flush=True)
@@ -219,7 +245,7 @@ def detect(args: argparse.Namespace) -> Path:
         raise DetectorError("--images is required with --source detectron2")
     check_image_dir(args.images, filenames, args.anno)
     info = init_distributed(args.device)
-    settings = DetectorSettings.from_args(args)
+    settings = detector_settings(args)
     weights = resolve_weights(settings)  # before any file is made: a failed download leaves nothing
     prov.update(settings.provenance(weights))
     partial = out if not info.distributed else rank_part(out, info.rank, info.world_size)
@@ -230,14 +256,16 @@ def detect(args: argparse.Namespace) -> Path:
     mine = shard(range(len(filenames)), info.rank, info.world_size)
     todo = writer.pending(mine)
     if info.is_main:
-        print(f"[detect] {out}: {len(mine) - len(todo)} of {len(mine)} images of this rank already done; "
+        print(f"[detect] {out}: {len(mine) - len(todo)} of {len(mine)} images of this rank already "
+              "done; "
               f"{len(todo)} to go on {info.device} (world size {info.world_size})", flush=True)
     start = time.perf_counter()
     count = _run_detectron2(args, info, writer, todo, filenames, sizes, weights) if todo else 0
     writer.flush()
     if info.is_main and count:
         elapsed = time.perf_counter() - start
-        print(f"[detect] {count} images in {elapsed:.1f} s ({count / elapsed:.2f} images/s on rank 0)", flush=True)
+        print(f"[detect] {count} images in {elapsed:.1f} s ({count / elapsed:.2f} images/s on rank "
+              "0)", flush=True)
     barrier()
     if not info.distributed:
         writer.finalize()
@@ -245,7 +273,8 @@ def detect(args: argparse.Namespace) -> Path:
         writer.close()
         barrier()
         if info.is_main:
-            merge_partials(out, [rank_part(out, r, info.world_size) for r in range(info.world_size)],
+            merge_partials(out, [rank_part(out, r, info.world_size)
+                                 for r in range(info.world_size)],
                            filenames, args.max_per_image, prov)
             print(f"[detect] merged {info.world_size} parts into {out}", flush=True)
         barrier()
@@ -253,7 +282,8 @@ def detect(args: argparse.Namespace) -> Path:
     return out
 
 
-def merge_partials(out: Path, parts: list[Path], filenames: list[str], max_per_image: int, prov: dict) -> None:
+def merge_partials(out: Path, parts: list[Path], filenames: list[str], max_per_image: int,
+                   prov: dict) -> None:
     """Combine the ranks' partial files (each done on its own share) into the final file."""
     merged: list[ImageProposals | None] = [None] * len(filenames)
     writers = [ProposalWriter(p, filenames, max_per_image, prov) for p in parts]
@@ -262,7 +292,8 @@ def merge_partials(out: Path, parts: list[Path], filenames: list[str], max_per_i
             merged[i] = w.read(int(i))
     missing = [filenames[i] for i, d in enumerate(merged) if d is None]
     if missing:
-        raise CacheError(f"{out}: {len(missing)} images have no detections in any part, e.g. {missing[:3]}")
+        raise CacheError(f"{out}: {len(missing)} images have no detections in any part, e.g. "
+                         f"{missing[:3]}")
     write_proposals(out, filenames, merged, prov)  # type: ignore[arg-type]
     for w in writers:
         w.close()

@@ -23,8 +23,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from torch.utils.data import DataLoader
@@ -54,18 +54,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", required=True, help="folder of the split's images")
     p.add_argument("--anno", required=True, help="instances_{split}.json (gives the image list)")
-    p.add_argument("--backbone", required=True, help=f"arch name ({', '.join(sorted(ARCHS))}) or a YAML file")
-    p.add_argument("--weights", required=True, help="backbone weights file, 'torchvision', or 'none' (random)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights of --weights none (recorded)")
+    p.add_argument("--backbone", required=True, help=f"arch name ({', '.join(sorted(ARCHS))}) or a "
+                                                     "YAML file")
+    p.add_argument("--weights", required=True, help="backbone weights file, 'torchvision', or "
+                                                    "'none' (random)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights of --weights "
+                                                       "none (recorded)")
     p.add_argument("--out", required=True, help="features_{split}.h5 to write (or resume)")
     p.add_argument("--input-size", nargs=2, type=int, default=(400, 400), metavar=("H", "W"))
-    p.add_argument("--stage", type=int, default=4, help="last ResNet stage kept (4 = layer3, stride 16)")
+    p.add_argument("--stage", type=int, default=4, help="last ResNet stage kept (4 = layer3, "
+                                                        "stride 16)")
     p.add_argument("--mean", nargs=3, type=float, default=IMAGENET_MEAN)
     p.add_argument("--std", nargs=3, type=float, default=IMAGENET_STD)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--non-strict", action="store_true", help="load weights whose keys do not all match")
+    p.add_argument("--non-strict", action="store_true", help="load weights whose keys do not all "
+                                                             "match")
     return p.parse_args(argv)
 
 
@@ -73,7 +78,8 @@ def build_extractor(args: argparse.Namespace) -> tuple[FrozenFeatureExtractor, d
     """The frozen backbone of the command line and the provenance that describes its maps."""
     is_file = args.backbone.endswith((".yaml", ".yml"))
     cfg = backbone_config(None if is_file else args.backbone, args.backbone if is_file else None)
-    return extractor_of(cfg, args.weights, args.seed, args.stage, not args.non_strict, args.input_size,
+    return extractor_of(cfg, args.weights, args.seed, args.stage, not args.non_strict,
+                        args.input_size,
                         args.mean, args.std)
 
 
@@ -88,7 +94,8 @@ def merge_parts(out: Path, parts: list[Path], filenames, sizes, shape, provenanc
     missing = final.pending()
     final.close()
     if missing:
-        raise UserError(f"{out}: {len(missing)} images still have no features after merging {parts}")
+        raise UserError(f"{out}: {len(missing)} images still have no features after merging "
+                        f"{parts}")
     for part in parts:
         part.unlink()
 
@@ -100,7 +107,8 @@ def extract(args: argparse.Namespace) -> Path:
     filenames, sizes = anno["filenames"], anno["size"]
     check_image_dir(args.images, filenames, args.anno)
     extractor, provenance = build_extractor(args)
-    provenance.update(annotation=annotation_fingerprint(args.anno, anno), code_version=code_version())
+    provenance.update(annotation=annotation_fingerprint(args.anno, anno),
+                      code_version=code_version())
     extractor.to(info.device)
     shape = map_shape(extractor, args.input_size)
     target = out if not info.distributed else rank_part(out, info.rank, info.world_size)
@@ -109,11 +117,14 @@ def extract(args: argparse.Namespace) -> Path:
     else:
         done_before = set()
     writer = FeatureWriter(target, filenames, sizes, shape, provenance)
-    mine = [i for i in shard(range(len(filenames)), info.rank, info.world_size) if i not in done_before]
+    mine = [i for i in shard(range(len(filenames)), info.rank,
+                             info.world_size) if i not in done_before]
     todo = writer.pending(mine)
-    require_free_space(target, len(todo) * int(np.prod(shape)) * 2, f"the feature maps of {len(todo)} images")
+    require_free_space(target, len(todo) * int(np.prod(shape)) * 2, "the feature maps of "
+                                                                    f"{len(todo)} images")
     if info.is_main:
-        print(f"[extract] {out}: {len(mine) - len(todo)} of {len(mine)} images of this rank already done; "
+        print(f"[extract] {out}: {len(mine) - len(todo)} of {len(mine)} images of this rank "
+              "already done; "
               f"{len(todo)} to go on {info.device} (world size {info.world_size})", flush=True)
     transform = lambda img: backbone_input(img, args.input_size, args.mean, args.std)  # noqa: E731
     loader = DataLoader(
@@ -134,7 +145,8 @@ def extract(args: argparse.Namespace) -> Path:
     writer.close()
     elapsed = time.perf_counter() - start
     if info.is_main and count:
-        print(f"[extract] {count} images in {elapsed:.1f} s ({count / elapsed:.2f} images/s on rank 0)", flush=True)
+        print(f"[extract] {count} images in {elapsed:.1f} s ({count / elapsed:.2f} images/s on "
+              "rank 0)", flush=True)
     barrier()
     if info.distributed and info.is_main:
         parts = [rank_part(out, r, info.world_size) for r in range(info.world_size)]

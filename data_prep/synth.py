@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -73,25 +73,33 @@ TEMPLATES: tuple[Template, ...] = (
 # object -> (width, height) as fractions of the person height, and its base colour
 OBJECT_SIZE = {
     "horse": (1.3, 0.75), "bicycle": (1.1, 0.55), "motorcycle": (1.2, 0.6), "elephant": (1.6, 1.0),
-    "cup": (0.13, 0.15), "bottle": (0.1, 0.26), "umbrella": (0.55, 0.45), "cell_phone": (0.09, 0.15),
+    "cup": (0.13, 0.15), "bottle": (0.1, 0.26), "umbrella": (0.55, 0.45),
+    "cell_phone": (0.09, 0.15),
     "book": (0.2, 0.16), "knife": (0.06, 0.24), "sports_ball": (0.22, 0.22), "chair": (0.5, 0.55),
     "bench": (0.95, 0.4), "couch": (1.2, 0.5), "backpack": (0.32, 0.32), "tie": (0.08, 0.3),
 }
 OBJECT_COLOUR = {
-    "horse": (120, 72, 40), "bicycle": (30, 90, 200), "motorcycle": (200, 30, 30), "elephant": (130, 130, 140),
-    "cup": (240, 240, 250), "bottle": (30, 150, 60), "umbrella": (230, 60, 160), "cell_phone": (20, 20, 25),
-    "book": (60, 40, 160), "knife": (200, 200, 210), "sports_ball": (250, 140, 20), "chair": (150, 100, 50),
+    "horse": (120, 72, 40), "bicycle": (30, 90, 200), "motorcycle": (200, 30,
+                                                                     30), "elephant": (130, 130,
+                                                                                       140),
+    "cup": (240, 240, 250), "bottle": (30, 150, 60), "umbrella": (230, 60,
+                                                                  160), "cell_phone": (20, 20, 25),
+    "book": (60, 40, 160), "knife": (200, 200, 210), "sports_ball": (250, 140,
+                                                                     20), "chair": (150, 100, 50),
     "bench": (110, 80, 60), "couch": (170, 40, 60), "backpack": (40, 70, 40), "tie": (180, 20, 40),
 }
 SPLITS = {"train": "train2015", "test": "test2015"}
 
 
-def _jitter(rng: np.random.Generator, colour: tuple[int, int, int], amount: int = 30) -> tuple[int, ...]:
+def _jitter(rng: np.random.Generator, colour: tuple[int, int, int],
+            amount: int = 30) -> tuple[int, ...]:
     return tuple(int(np.clip(c + rng.integers(-amount, amount + 1), 0, 255)) for c in colour)
 
 
-# ------------------------------------------------------------------ painters (box: x1, y1, x2, y2 pixels)
-def _paint_object(d: ImageDraw.ImageDraw, name: str, box: Sequence[float], rng: np.random.Generator) -> None:
+# ------------------------------------------------------------------ painters (box: x1, y1, x2, y2
+# pixels)
+def _paint_object(d: ImageDraw.ImageDraw, name: str, box: Sequence[float],
+                  rng: np.random.Generator) -> None:
     x1, y1, x2, y2 = box
     w, h = x2 - x1, y2 - y1
     c = _jitter(rng, OBJECT_COLOUR[name])
@@ -108,20 +116,25 @@ def _paint_object(d: ImageDraw.ImageDraw, name: str, box: Sequence[float], rng: 
     elif name in ("bicycle", "motorcycle"):
         r = 0.22 * w
         for cx in (x1 + r, x2 - r):
-            d.ellipse([cx - r, y2 - 2 * r, cx + r, y2], outline=dark if name == "bicycle" else (20, 20, 20),
+            d.ellipse([cx - r, y2 - 2 * r, cx + r, y2],
+                      outline=dark if name == "bicycle" else (20, 20, 20),
                       width=max(2, int(0.04 * w)), fill=None if name == "bicycle" else (40, 40, 40))
-        d.line([x1 + r, y2 - r, x1 + 0.5 * w, y1 + 0.35 * h, x2 - r, y2 - r], fill=c, width=max(2, int(0.05 * w)))
+        d.line([x1 + r, y2 - r, x1 + 0.5 * w, y1 + 0.35 * h, x2 - r, y2 - r], fill=c,
+               width=max(2, int(0.05 * w)))
         if name == "motorcycle":
             d.rectangle([x1 + 0.3 * w, y1 + 0.25 * h, x2 - 0.3 * w, y1 + 0.55 * h], fill=c)
-        d.line([x2 - 0.3 * w, y1, x2 - 0.25 * w, y1 + 0.35 * h], fill=dark, width=max(2, int(0.03 * w)))
+        d.line([x2 - 0.3 * w, y1, x2 - 0.25 * w, y1 + 0.35 * h], fill=dark,
+               width=max(2, int(0.03 * w)))
     elif name == "umbrella":
         d.pieslice([x1, y1, x2, y1 + h], 180, 360, fill=c)
-        d.line([x1 + w / 2, y1 + h / 2, x1 + w / 2, y2], fill=(40, 40, 40), width=max(2, int(0.05 * w)))
+        d.line([x1 + w / 2, y1 + h / 2, x1 + w / 2, y2], fill=(40, 40, 40),
+               width=max(2, int(0.05 * w)))
     elif name == "sports_ball":
         d.ellipse([x1, y1, x2, y2], fill=c, outline=(30, 30, 30), width=2)
     elif name in ("chair", "bench", "couch"):
         d.rectangle([x1, y1 + 0.45 * h, x2, y1 + 0.62 * h], fill=c)  # seat
-        d.rectangle([x1, y1, x1 + 0.15 * w if name == "chair" else x2, y1 + 0.45 * h], fill=dark)  # back
+        d.rectangle([x1, y1, x1 + 0.15 * w if name == "chair" else x2, y1 + 0.45 * h],
+                    fill=dark)  # back
         for fx in (0.03, 0.9):
             d.rectangle([x1 + fx * w, y1 + 0.6 * h, x1 + (fx + 0.07) * w, y2], fill=dark)
     elif name == "tie":
@@ -130,7 +143,8 @@ def _paint_object(d: ImageDraw.ImageDraw, name: str, box: Sequence[float], rng: 
         d.rectangle([x1, y1 + 0.3 * h, x2, y2], fill=c)
         d.rectangle([x1 + 0.3 * w, y1, x2 - 0.3 * w, y1 + 0.3 * h], fill=dark)
     elif name == "cup":
-        d.polygon([(x1, y1), (x2, y1), (x2 - 0.2 * w, y2), (x1 + 0.2 * w, y2)], fill=c, outline=(90, 90, 200))
+        d.polygon([(x1, y1), (x2, y1), (x2 - 0.2 * w, y2), (x1 + 0.2 * w, y2)], fill=c,
+                  outline=(90, 90, 200))
     elif name == "knife":
         d.polygon([(x1, y2), (x2, y2), (x1 + w / 2, y1)], fill=c)
         d.rectangle([x1, y2 - 0.3 * h, x2, y2], fill=(60, 30, 10))
@@ -139,7 +153,8 @@ def _paint_object(d: ImageDraw.ImageDraw, name: str, box: Sequence[float], rng: 
         d.rectangle([x1 + 0.2 * w, y1 + 0.15 * h, x2 - 0.2 * w, y1 + 0.45 * h], fill=dark)
 
 
-def _paint_person(d: ImageDraw.ImageDraw, box: Sequence[float], pose: str, side: int, rng: np.random.Generator) -> None:
+def _paint_person(d: ImageDraw.ImageDraw, box: Sequence[float], pose: str, side: int,
+                  rng: np.random.Generator) -> None:
     x1, y1, x2, y2 = box
     w, h = x2 - x1, y2 - y1
     cx = (x1 + x2) / 2
@@ -153,11 +168,14 @@ def _paint_person(d: ImageDraw.ImageDraw, box: Sequence[float], pose: str, side:
     d.rectangle([cx - 0.3 * w, y1 + head, cx + 0.3 * w, torso_bottom], fill=shirt)
     hand_y = y1 + 0.45 * h
     if pose == "hold":  # arm out to the object's side
-        d.line([cx + side * 0.25 * w, y1 + head * 1.4, x2 if side > 0 else x1, hand_y], fill=skin, width=limb)
-        d.line([cx - side * 0.25 * w, y1 + head * 1.4, cx - side * 0.35 * w, torso_bottom], fill=skin, width=limb)
+        d.line([cx + side * 0.25 * w, y1 + head * 1.4, x2 if side > 0 else x1, hand_y], fill=skin,
+               width=limb)
+        d.line([cx - side * 0.25 * w, y1 + head * 1.4, cx - side * 0.35 * w, torso_bottom],
+               fill=skin, width=limb)
     else:
         for s in (-1, 1):
-            d.line([cx + s * 0.28 * w, y1 + head * 1.4, cx + s * 0.45 * w, torso_bottom], fill=skin, width=limb)
+            d.line([cx + s * 0.28 * w, y1 + head * 1.4, cx + s * 0.45 * w, torso_bottom], fill=skin,
+                   width=limb)
     if pose == "ride":  # astride: legs spread down both sides
         for s in (-1, 1):
             d.line([cx, torso_bottom, x1 if s < 0 else x2, y2], fill=trousers, width=limb)
@@ -166,15 +184,19 @@ def _paint_person(d: ImageDraw.ImageDraw, box: Sequence[float], pose: str, side:
         d.line([cx, torso_bottom, *knee], fill=trousers, width=limb)
         d.line([*knee, knee[0], y2], fill=trousers, width=limb)
     elif pose == "kick":
-        d.line([cx - side * 0.15 * w, torso_bottom, cx - side * 0.2 * w, y2], fill=trousers, width=limb)
-        d.line([cx + side * 0.15 * w, torso_bottom, x2 if side > 0 else x1, y2 - 0.12 * h], fill=trousers, width=limb)
+        d.line([cx - side * 0.15 * w, torso_bottom, cx - side * 0.2 * w, y2], fill=trousers,
+               width=limb)
+        d.line([cx + side * 0.15 * w, torso_bottom, x2 if side > 0 else x1, y2 - 0.12 * h],
+               fill=trousers, width=limb)
     else:
         for s in (-1, 1):
-            d.line([cx + s * 0.15 * w, torso_bottom, cx + s * 0.22 * w, y2], fill=trousers, width=limb)
+            d.line([cx + s * 0.15 * w, torso_bottom, cx + s * 0.22 * w, y2], fill=trousers,
+                   width=limb)
 
 
 # ------------------------------------------------------------------ scene layout
-def _place(template: Template, person_h: float, foot_x: float, ground: float, side: int, rng: np.random.Generator):
+def _place(template: Template, person_h: float, foot_x: float, ground: float, side: int,
+           rng: np.random.Generator):
     """Boxes (person, object) in float pixels for one interaction, anchored at the feet."""
     ow, oh = (s * person_h * rng.uniform(0.85, 1.15) for s in OBJECT_SIZE[template.obj])
     pw = 0.38 * person_h
@@ -192,7 +214,8 @@ def _place(template: Template, person_h: float, foot_x: float, ground: float, si
         if rel == "hold":
             hx = person[2] if side > 0 else person[0]
             hy = person[1] + 0.45 * person_h
-            obj = [hx - ow / 2 + side * 0.3 * ow, hy - oh / 2, hx + ow / 2 + side * 0.3 * ow, hy + oh / 2]
+            obj = [hx - ow / 2 + side * 0.3 * ow, hy - oh / 2, hx + ow / 2 + side * 0.3 * ow,
+                   hy + oh / 2]
         elif rel == "kick":
             fx = person[2] + 0.6 * ow if side > 0 else person[0] - 0.6 * ow
             obj = [fx - ow / 2, ground - oh, fx + ow / 2, ground]
@@ -228,7 +251,8 @@ def make_image(rng: np.random.Generator, meta) -> tuple[Image.Image, dict[str, l
     for _ in range(int(rng.integers(2, 6))):  # clutter: shapes that are no object class
         cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(8, 40)
         col = tuple(int(v) for v in rng.integers(60, 200, 3))
-        (d.ellipse if rng.random() < 0.5 else d.rectangle)([cx - r, cy - r * 0.6, cx + r, cy + r * 0.6], fill=col)
+        (d.ellipse if rng.random() < 0.5 else d.rectangle)([cx - r, cy - r * 0.6, cx + r,
+                                                            cy + r * 0.6], fill=col)
 
     weights = np.array([t.weight for t in TEMPLATES])
     n_people = int(rng.choice([1, 2, 2, 3]))
@@ -244,7 +268,8 @@ def make_image(rng: np.random.Generator, meta) -> tuple[Image.Image, dict[str, l
         foot_x = slot * (k + 0.5) + rng.uniform(-0.12, 0.12) * slot
         ground = h - rng.uniform(4, 0.12 * h)
         person, obj = _place(template, person_h, foot_x, ground, side, rng)
-        pose = {"ride": "ride", "sit": "sit", "hold": "hold", "kick": "kick"}.get(template.relation, "stand")
+        pose = {"ride": "ride", "sit": "sit", "hold": "hold", "kick": "kick"}.get(template.relation,
+                                                                                  "stand")
         if obj is not None:
             back_first = template.relation in ("ride", "sit")
             items = [("object", obj, template.obj, side), ("person", person, pose, side)]
@@ -291,7 +316,8 @@ def make_image(rng: np.random.Generator, meta) -> tuple[Image.Image, dict[str, l
     for _ in range(int(rng.integers(0, 3))):  # occluders over parts of the scene
         cx, cy = rng.uniform(0, w), rng.uniform(0, h)
         s = rng.uniform(10, 30)
-        d.rectangle([cx - s, cy - s, cx + s, cy + s], fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+        d.rectangle([cx - s, cy - s, cx + s, cy + s],
+                    fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
     return img, pairs
 
 
@@ -304,7 +330,8 @@ def check_templates() -> None:
                 raise ValueError(f"synthetic template ({verb}, {t.obj}) is not a HICO-DET HOI")
 
 
-def synthesise(out: Path, counts: dict[str, int], seed: int = 0, progress: bool = True) -> dict[str, dict]:
+def synthesise(out: Path, counts: dict[str, int], seed: int = 0,
+               progress: bool = True) -> dict[str, dict]:
     """Write the images and the official .mat files; return the annotation dicts per split."""
     check_templates()
     meta = hico_metadata()

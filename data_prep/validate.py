@@ -12,8 +12,8 @@ import argparse
 import json
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from hoi.data.validation import validate_annotations
 
@@ -21,8 +21,10 @@ MAX_REPORT = 1000  # problems printed; the summary counts all of them
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m data_prep.validate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("file", type=Path, help="annotation JSON (docs/architecture.md#annotation-files)")
+    parser = argparse.ArgumentParser(prog="python -m data_prep.validate",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("file", type=Path, help="annotation JSON "
+                                                "(docs/architecture.md#annotation-files)")
     parser.add_argument("--max-report", type=int, default=MAX_REPORT, help="problems to print")
     args = parser.parse_args(argv)
     try:

@@ -17,8 +17,8 @@ detection is kept: score thresholds and caps are the ``pairs`` config's job.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -26,16 +26,24 @@ from hoi.data.cache import ImageProposals
 from hoi.data.metadata import hico_metadata
 from hoi.detector import DetectorError, continuous_to_inclusive
 
-# COCO's 80 detection classes in contiguous-id order (1..80), as the TF Object Detection API names them
+# COCO's 80 detection classes in contiguous-id order (1..80), as the TF Object Detection API names
+# them
 COCO80_NAMES = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
-    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
-    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
-    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
-    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
-    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep",
+    "cow",
+    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase",
+    "frisbee",
+    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard",
+    "surfboard",
+    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana",
+    "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair",
+    "couch",
     "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
-    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase",
+    "scissors",
     "teddy bear", "hair drier", "toothbrush",
 )
 
@@ -49,7 +57,8 @@ def coco_name_to_hico() -> dict[str, int]:
     return {name: int(table[i + 1]) for i, name in enumerate(COCO80_NAMES)}
 
 
-def read_vsgnet_file(path: Path, size: Sequence[int], names: dict[str, int] | None = None) -> ImageProposals:
+def read_vsgnet_file(path: Path, size: Sequence[int],
+                     names: dict[str, int] | None = None) -> ImageProposals:
     """One VSGNet detection file -> all its detections in the annotation convention.
 
     Args:
@@ -66,20 +75,24 @@ def read_vsgnet_file(path: Path, size: Sequence[int], names: dict[str, int] | No
         scores = np.asarray([d["score"] for d in dets], dtype=np.float32).reshape(-1)
         classes = [str(d["class_str"]) for d in dets]
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise DetectorError(f"{path}: expected a VSGNet detection file {EXPECTED} ({err!r})") from err
+        raise DetectorError(f"{path}: expected a VSGNet detection file {EXPECTED} "
+                            f"({err!r})") from err
     w, h = int(size[0]), int(size[1])
     if (width, height) != (w, h):
-        raise DetectorError(f"{path}: W x H = {width} x {height}, but the annotation's image is {w} x {h}")
+        raise DetectorError(f"{path}: W x H = {width} x {height}, but the annotation's image is "
+                            f"{w} x {h}")
     labels = np.empty(len(dets), dtype=np.int64)
     for k, name in enumerate(classes):
         if name not in names:
-            raise DetectorError(f"{path}: detection {k}: class_str {name!r} is not a COCO class name")
+            raise DetectorError(f"{path}: detection {k}: class_str {name!r} is not a COCO class "
+                                "name")
         labels[k] = names[name]
     top, left, bottom, right = coords.T
     bad = ~np.isfinite(coords).all(axis=1) | (right < left) | (bottom < top)
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
-        raise DetectorError(f"{path}: detection {k}: box_coords {coords[k].tolist()} is not [top, left, bottom, right] "
+        raise DetectorError(f"{path}: detection {k}: box_coords {coords[k].tolist()} is not [top, "
+                            "left, bottom, right] "
                           "with top <= bottom, left <= right")
     boxes = continuous_to_inclusive(np.stack([left, top, right, bottom], axis=1), w, h)
     return ImageProposals(boxes, scores, labels)
@@ -94,8 +107,10 @@ def read_vsgnet_dir(folder: Path, filenames: Sequence[str], sizes: Sequence[Sequ
         path = Path(folder) / (Path(name).stem + ".json")
         if not path.is_file():
             if not allow_missing:
-                raise DetectorError(f"no detections file for this image: {path} (use --allow-missing to accept that)")
-            out.append(ImageProposals(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)))
+                raise DetectorError(f"no detections file for this image: {path} (use "
+                                    "--allow-missing to accept that)")
+            out.append(ImageProposals(np.zeros((0, 4), np.float32), np.zeros(0, np.float32),
+                                      np.zeros(0, np.int64)))
             continue
         out.append(read_vsgnet_file(path, size, names))
     return out

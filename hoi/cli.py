@@ -3,7 +3,8 @@
 A subcommand module defines ``HELP`` (one line), ``add_arguments(parser)`` and
 ``run(args) -> int``. Errors caused by bad input (:class:`hoi.errors.UserError`,
 ValueError, FileNotFoundError, a full disk) are printed as one line, ``error: ...``, with exit
-status 2 (``--debug`` anywhere on the command line, or ``HOI_DEBUG=1``, for the traceback). Modules are imported only when their subcommand runs, so ``hoi info``
+status 2 (``--debug`` anywhere on the command line, or ``HOI_DEBUG=1``, for the traceback). Modules
+are imported only when their subcommand runs, so ``hoi info``
 does not pay for importing Detectron2 or h5py.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from hoi.errors import run_main
 
@@ -61,7 +62,8 @@ def build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, str | No
             cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
             module.add_arguments(cmd)
         else:  # list it without importing it
-            sub.add_parser(name, help=SUMMARIES.get(name, f"see 'hoi {name} --help'"), add_help=False)
+            sub.add_parser(name, help=SUMMARIES.get(name, f"see 'hoi {name} --help'"),
+                           add_help=False)
     return parser, wanted if wanted in COMMANDS else None
 
 

@@ -9,8 +9,9 @@ the schema: a typo is an error that names the closest valid keys.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
@@ -72,7 +73,8 @@ def _check_keys(cfg: DictConfig, schema: DictConfig, origin: str, prefix: str = 
         full = f"{prefix}{key}"
         if not isinstance(schema, DictConfig) or key not in schema:
             raise ConfigError(
-                f"{origin}: unknown config key '{full}'; closest valid keys: {_closest(full, schema_root(schema))}"
+                f"{origin}: unknown config key '{full}'; closest valid keys: "
+                f"{_closest(full, schema_root(schema))}"
             )
         child, schema_child = cfg._get_node(key), schema._get_node(key)
         if isinstance(child, DictConfig) and isinstance(schema_child, DictConfig) \
@@ -160,4 +162,5 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     """The resolved config as plain Python containers."""
     if isinstance(cfg, (DictConfig, ListConfig)):
         return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
+    return OmegaConf.to_container(OmegaConf.structured(cfg),
+                                  resolve=True)  # type: ignore[return-value]

@@ -11,11 +11,11 @@ to HICO-DET's object indices.
 
 from __future__ import annotations
 
-import argparse
 import urllib.error
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,11 +48,6 @@ class DetectorSettings:
     max_size: int | None = None
     weights_flag: str = "--weights"  # the option that sets ``weights``, named in errors
 
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "DetectorSettings":
-        return cls(args.config, args.weights, args.score_thresh, args.nms_thresh, args.max_per_image,
-                   args.min_size, args.max_size)
-
     def provenance(self, weights_file: str | None) -> dict[str, Any]:
         """What detections of this detector record (:mod:`hoi.provenance`); ``weights_file`` is
         the local file of :func:`resolve_weights` (None: random weights)."""
@@ -60,11 +55,13 @@ class DetectorSettings:
                 "weights": str(self.weights or "model zoo"),
                 "weights_sha256": file_sha256(weights_file) if weights_file else RANDOM_WEIGHTS,
                 "score_thresh": self.score_thresh, "nms_thresh": self.nms_thresh,
-                "max_per_image": self.max_per_image, "min_size": self.min_size, "max_size": self.max_size}
+                "max_per_image": self.max_per_image, "min_size": self.min_size,
+                "max_size": self.max_size}
 
 
 def continuous_to_inclusive(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Detectron2's continuous 0-based boxes (K, 4) -> 1-based inclusive pixel boxes in the image."""
+    """Detectron2's continuous 0-based boxes (K, 4) -> 1-based inclusive pixel boxes in the
+    image."""
     out = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
     out[:, :2] += 1.0
     out[:, [0, 2]] = out[:, [0, 2]].clip(1, width)
@@ -87,7 +84,8 @@ def detectron2_cfg(settings: DetectorSettings, device: torch.device):
         try:
             cfg.merge_from_file(model_zoo.get_config_file(settings.config))
         except RuntimeError as err:
-            raise DetectorError(f"--config {settings.config!r} is neither a file nor a model-zoo config ({err})") from err
+            raise DetectorError(f"--config {settings.config!r} is neither a file nor a model-zoo "
+                                f"config ({err})") from err
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = settings.score_thresh
     cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST = settings.nms_thresh
     cfg.TEST.DETECTIONS_PER_IMAGE = settings.max_per_image
@@ -123,7 +121,8 @@ def resolve_weights(settings: DetectorSettings) -> str | None:
     return local
 
 
-def build_detector(settings: DetectorSettings, device: torch.device, weights: str | None) -> tuple[Any, Any]:
+def build_detector(settings: DetectorSettings, device: torch.device,
+                   weights: str | None) -> tuple[Any, Any]:
     """(model in eval mode, its config), with ``weights`` (a local file from
     :func:`resolve_weights`, or None for random initialisation) loaded."""
     cfg = detectron2_cfg(settings, device)
@@ -137,12 +136,14 @@ def build_detector(settings: DetectorSettings, device: torch.device, weights: st
     try:
         checkpoint = checkpointer._load_file(weights)
     except Exception as err:
-        raise DetectorError(f"{weights}: not a readable Detectron2/PyTorch checkpoint ({err})") from err
+        raise DetectorError(
+            f"{weights}: not a readable Detectron2/PyTorch checkpoint ({err})") from err
     incompatible = checkpointer._load_model(checkpoint)
     missing = [k for k in incompatible.missing_keys if "num_batches_tracked" not in k]
     if missing:
         raise DetectorError(
-            f"{weights}: weights do not fit {settings.config}: {len(missing)} missing keys, e.g. {missing[:5]}"
+            f"{weights}: weights do not fit {settings.config}: {len(missing)} missing keys, e.g. "
+            f"{missing[:5]}"
         )
     return model, cfg
 
@@ -162,7 +163,8 @@ class Detectron2Input:
             arr = arr[:, :, ::-1]
         h, w = arr.shape[:2]
         resized = self.resize.get_transform(arr).apply_image(arr)
-        return {"image": torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1))), "height": h, "width": w}
+        return {"image": torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1))),
+                "height": h, "width": w}
 
 
 @torch.inference_mode()

@@ -26,7 +26,8 @@ def _has_real_extension() -> bool:
         spec = importlib.util.find_spec("detectron2._C")
     except (ImportError, ValueError):
         return False
-    return spec is not None and not getattr(sys.modules.get("detectron2._C"), "__hoi_placeholder__", False)
+    return spec is not None and not getattr(sys.modules.get("detectron2._C"), "__hoi_placeholder__",
+                                            False)
 
 
 def apply_compat_fixes() -> None:
@@ -39,7 +40,8 @@ def apply_compat_fixes() -> None:
 
     if not hasattr(Image, "LINEAR"):
         Image.LINEAR = Image.BILINEAR  # type: ignore[attr-defined]
-    for alias, target in {"int": int, "float": float, "bool": bool, "object": object, "str": str}.items():
+    for alias, target in {"int": int, "float": float, "bool": bool, "object": object,
+                          "str": str}.items():
         if alias not in np.__dict__:
             setattr(np, alias, target)
     if "detectron2._C" not in sys.modules and not _has_real_extension():

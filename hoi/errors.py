@@ -15,7 +15,7 @@ import json
 import os
 import sys
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 EXIT_USER_ERROR = 2
 DEBUG_FLAG = "--debug"
@@ -50,7 +50,8 @@ def one_line(err: BaseException) -> str:
     Multi-line messages (lists of differences) are joined with ``; ``.
     """
     text = str(err)
-    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT) and not isinstance(err, UserError):
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC,
+                                                  errno.EDQUOT) and not isinstance(err, UserError):
         where = f"{err.filename}: " if getattr(err, "filename", None) else ""
         text = (f"{where}no space left on the device ({err.strerror or err}); free some space and "
                 f"rerun the same command: finished work is kept and the run resumes")
@@ -59,7 +60,8 @@ def one_line(err: BaseException) -> str:
         name = type(err).__name__
         for k in range(len(lines) - 1, -1, -1):
             head = lines[k].split(": ", 1)
-            if len(head) == 2 and head[0].rsplit(".", 1)[-1] == name and not lines[k].startswith(" "):
+            if (len(head) == 2 and head[0].rsplit(".", 1)[-1] == name
+                    and not lines[k].startswith(" ")):
                 text = "\n".join([head[1], *lines[k + 1:]])
                 break
     parts = [p.strip() for p in text.splitlines() if p.strip()]
@@ -72,7 +74,8 @@ def one_line(err: BaseException) -> str:
 
 
 def debug_requested(argv: list[str]) -> bool:
-    """Remove ``--debug`` from ``argv`` (anywhere) and say whether it, or HOI_DEBUG, asks for tracebacks."""
+    """Remove ``--debug`` from ``argv`` (anywhere) and say whether it, or HOI_DEBUG, asks for
+    tracebacks."""
     found = DEBUG_FLAG in argv
     while DEBUG_FLAG in argv:
         argv.remove(DEBUG_FLAG)
@@ -113,7 +116,8 @@ def run_main(body: Callable[[list[str]], int | None], argv: Sequence[str] | None
     try:
         return int(body(args) or 0)
     except KeyboardInterrupt:
-        print(f"{rank_prefix()}interrupted: finished work is kept; rerun the same command to resume",
+        print(f"{rank_prefix()}interrupted: finished work is kept; "
+              "rerun the same command to resume",
               file=sys.stderr, flush=True)
         return 130
     except Exception as err:  # noqa: BLE001 - sorted below: user errors are one line, bugs are raised

@@ -24,8 +24,8 @@ from typing import Any
 from hoi.config import ConfigError, build_config, peek
 from hoi.engine.checkpoint import CheckpointError
 from hoi.inference.scoring import InferenceConfig
-from hoi.inputs.pairs import LABEL_RULES, PairConfig
 from hoi.inputs.dataset import SplitFiles
+from hoi.inputs.pairs import LABEL_RULES, PairConfig
 from hoi.inputs.split_files import DataConfig, open_split
 from hoi.models.backbones import ARCHS
 from hoi.models.heads import HEADS, HeadConfig
@@ -51,12 +51,15 @@ class OptimConfig:
     batch_size: int = 16  # images, total over all processes
     lr: float = 0.001  # every parameter group the head marks as scheduled
     lr_factor: float = 10.0  # lr x lr_factor in epochs lr_factor_epochs
-    lr_factor_epochs: list[int] = field(default_factory=lambda: [10, 28])  # first, last (1-based, inclusive)
+    # lr x lr_factor from the first to the last epoch (1-based, inclusive)
+    lr_factor_epochs: list[int] = field(default_factory=lambda: [10, 28])
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    loss_normalizer: str = "images"  # summed BCE / (images x verbs) as the official code, or / (pairs x verbs)
+    # summed loss / (images x verbs) as the official code, or / (pairs x verbs)
+    loss_normalizer: str = "images"
     clip_grad_norm: float | None = None
-    iters_per_epoch: int | None = None  # cap on the iterations of an epoch (None: the whole set); rehearsals
+    # cap on the iterations of an epoch (None: the whole set); rehearsals
+    iters_per_epoch: int | None = None
 
 
 @dataclass
@@ -96,12 +99,15 @@ def _schema_with(head_config: type[HeadConfig]) -> type[HOITrainConfig]:
 def validate(cfg: HOITrainConfig) -> None:
     """Raise ConfigError naming the key whose value is not allowed."""
     if cfg.arch not in ARCHS:
-        raise ConfigError(f"arch: unknown backbone {cfg.arch!r}; valid names: {', '.join(sorted(ARCHS))}")
-    for table, value in ((LOSS_NORMALIZERS, cfg.optim.loss_normalizer), (LABEL_RULES, cfg.pairs.label_rule),
+        raise ConfigError(f"arch: unknown backbone {cfg.arch!r}; valid names: "
+                          f"{', '.join(sorted(ARCHS))}")
+    for table, value in ((LOSS_NORMALIZERS, cfg.optim.loss_normalizer),
+                         (LABEL_RULES, cfg.pairs.label_rule),
                          (SELECT_METRICS, cfg.select_metric), (HEADS, cfg.model.name)):
         table.check(value)
     if len(cfg.optim.lr_factor_epochs) != 2:
-        raise ConfigError(f"optim.lr_factor_epochs must be [first, last], got {list(cfg.optim.lr_factor_epochs)}")
+        raise ConfigError("optim.lr_factor_epochs must be [first, last], got "
+                          f"{list(cfg.optim.lr_factor_epochs)}")
     if not 0.0 <= cfg.data.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction}")
     if cfg.optim.batch_size < 1 or cfg.optim.epochs < 0:
@@ -139,7 +145,8 @@ def config_of_checkpoint(ckpt: Mapping[str, Any], source: str | Path,
 
 
 def model_arch(cfg: HOITrainConfig) -> dict[str, Any]:
-    """What a checkpoint's weights fit: the head, its architecture keys and the features' backbone."""
+    """What a checkpoint's weights fit: the head, its architecture keys and the features'
+    backbone."""
     return {"model": cfg.model.name, "backbone": cfg.arch,
             "heads": HEADS[cfg.model.name].arch_record(cfg.model)}
 
@@ -156,5 +163,6 @@ def open_run_split(cfg: HOITrainConfig, split: str, annotations: str | Path | No
                    allow_flag: str = "data.allow_mismatch=true") -> SplitFiles:
     """The files of ``split`` for this run (:func:`hoi.inputs.split_files.open_split` with the
     run's data templates, backbone and head input channels)."""
-    return open_split(cfg.data, cfg.arch, cfg.model.in_channels, split, annotations, detections, features,
+    return open_split(cfg.data, cfg.arch, cfg.model.in_channels, split, annotations, detections,
+                      features,
                       allow_flag)

@@ -11,7 +11,8 @@ Each stage records, in what it writes, what it read; each consumer compares befo
   ``layer``, ``dtype`` (:data:`FEATURE_FIELDS`);
 - checkpoint (``provenance`` entry of a ``hoi train`` checkpoint): the provenance of the training
   annotation, detections and features, and the mismatches a user accepted;
-- results (``meta`` of a results file): ``annotation`` fingerprint and the checkpoint they came from.
+- results (``meta`` of a results file): ``annotation`` fingerprint and the checkpoint they came
+from.
 
 Hashes are computed once, when a file is made; checking a 50 GB feature cache compares the
 recorded strings and never re-reads it. A mismatch is one line naming both files and the field
@@ -25,14 +26,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from hoi.errors import UserError
 
 ALLOW_FLAG = "--allow-mismatch"
 # What makes two feature caches comparable: a model trained on one can be tested on the other.
-FEATURE_FIELDS = ("backbone", "weights_sha256", "weights_seed", "input_size", "normalization", "layer", "dtype")
+FEATURE_FIELDS = ("backbone", "weights_sha256", "weights_seed", "input_size", "normalization",
+                  "layer", "dtype")
 RANDOM_WEIGHTS = "random"
 
 log = logging.getLogger("hoi")
@@ -90,25 +93,30 @@ def annotation_mismatch(artifact: str | Path, prov: Mapping[str, Any], anno_path
     """Why ``artifact`` (whose provenance is ``prov``) was not made from ``anno_path``, or None."""
     fp = recorded_annotation(prov)
     if fp is None:
-        return (f"{artifact}: records no annotation fingerprint, so it cannot be checked against {anno_path} "
+        return (f"{artifact}: records no annotation fingerprint, so it cannot be checked against "
+                f"{anno_path} "
                 f"(expected a file written by this project's data_prep stages)")
     if fp["sha256"] == anno_fp["sha256"]:
         return None
     same_images = fp.get("images_sha256") == anno_fp.get("images_sha256")
     detail = ("the same image list, other labels" if same_images else
               f"{fp.get('num_images', '?')} vs {anno_fp.get('num_images')} images")
-    return (f"{artifact} was made from another annotation file than {anno_path}: field 'annotation.sha256' "
+    return (f"{artifact} was made from another annotation file than {anno_path}: field "
+            "'annotation.sha256' "
             f"differs ({fp.get('file')} {fp['sha256'][:12]} vs {anno_fp['sha256'][:12]}; {detail})")
 
 
-def field_mismatches(a_path: str | Path, a: Mapping[str, Any], b_path: str | Path, b: Mapping[str, Any],
+def field_mismatches(a_path: str | Path, a: Mapping[str, Any], b_path: str | Path,
+                     b: Mapping[str, Any],
                      fields: Sequence[str]) -> list[str]:
-    """One line per field of ``fields`` whose recorded values differ between two provenance records."""
+    """One line per field of ``fields`` whose recorded values differ between two provenance
+    records."""
     out = []
     for name in fields:
         va, vb = a.get(name), b.get(name)
         if _canonical(va) != _canonical(vb):
-            out.append(f"{a_path} and {b_path} differ in field '{name}' ({_short(va)} vs {_short(vb)})")
+            out.append(f"{a_path} and {b_path} differ in field '{name}' ({_short(va)} vs "
+                       f"{_short(vb)})")
     return out
 
 
@@ -128,7 +136,8 @@ def resolve(mismatches: Sequence[str], allow: bool, flag: str = ALLOW_FLAG) -> l
 
 
 def features_record(prov: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields of a features provenance that decide what the maps mean (:data:`FEATURE_FIELDS`)."""
+    """The fields of a features provenance that decide what the maps mean
+    (:data:`FEATURE_FIELDS`)."""
     return {k: prov.get(k) for k in FEATURE_FIELDS}
 
 

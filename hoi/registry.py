@@ -59,7 +59,8 @@ class Table(Mapping[str, T], Generic[T]):
     def check(self, name: object) -> None:
         """Raise ConfigError unless ``name`` is an entry of the table."""
         if name not in self._entries:
-            raise ConfigError(f"{self.key}: unknown value {name!r}; valid names: {', '.join(self.names)}")
+            raise ConfigError(f"{self.key}: unknown value {name!r}; valid names: "
+                              f"{', '.join(self.names)}")
 
     def register(self, name: str, impl: T | None = None) -> Callable[[T], T] | T:
         """Add ``impl`` under ``name`` (or use as a decorator: ``@TABLE.register("name")``).

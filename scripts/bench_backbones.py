@@ -10,7 +10,8 @@ second table times the attention blocks alone at the shapes they see inside the 
 cost figure that the noise of whole-network timings cannot hide.
 Memory: each SAC/GC block runs alone in a fresh process on the feature map that an 800x1333
 image gives at its stage; the figure is the growth of the process's peak resident set (CPU) or
-``max_memory_allocated`` (CUDA) during its first forward on that map (input excluded), next to the size of an N x N float
+``max_memory_allocated`` (CUDA) during its first forward on that map (input excluded), next to the
+size of an N x N float
 matrix that a non-local block would need.
 """
 
@@ -46,7 +47,8 @@ def _sync(device: str) -> None:
 
 
 def build_models(device: str) -> dict[str, torch.nn.Module]:
-    return {label: create_backbone(arch, overrides=ov).eval().to(device) for label, arch, ov in MODELS}
+    return {label: create_backbone(arch, overrides=ov).eval().to(device) for label, arch,
+            ov in MODELS}
 
 
 def latency_table(models: dict[str, torch.nn.Module], repeats: int, device: str) -> list[dict]:
@@ -67,11 +69,13 @@ def latency_table(models: dict[str, torch.nn.Module], repeats: int, device: str)
         base = statistics.median(times["ResNet-50"])
         for label, values in times.items():
             med = statistics.median(values)
-            rows.append({"input": f"{h}x{w} b{batch}", "model": label, "ms": med * 1e3, "ratio": med / base})
+            rows.append({"input": f"{h}x{w} b{batch}", "model": label, "ms": med * 1e3,
+                         "ratio": med / base})
     return rows
 
 
-def block_overhead_table(models: dict[str, torch.nn.Module], repeats: int, device: str) -> list[dict]:
+def block_overhead_table(models: dict[str, torch.nn.Module], repeats: int,
+                         device: str) -> list[dict]:
     """Time the attention blocks alone, at the shapes they see inside the network: a figure of
     their cost that the noise of whole-network timings on a shared machine does not drown."""
     from hoi.models.backbones import attention_modules
@@ -84,7 +88,9 @@ def block_overhead_table(models: dict[str, torch.nn.Module], repeats: int, devic
             if not blocks:
                 continue
             inputs: list[torch.Tensor] = []
-            hooks = [b.register_forward_pre_hook(lambda m, a: inputs.append(a[0].detach())) for b in blocks]
+            hooks = [b.register_forward_pre_hook(lambda m, a, inputs=inputs:
+                                                 inputs.append(a[0].detach()))
+                     for b in blocks]
             with torch.inference_mode():
                 model(x)
             for hook in hooks:
@@ -147,7 +153,8 @@ def memory_table(device: str) -> list[dict]:
         n = h * w
         for kind, c in (("sac", channels), ("gc", channels)):
             out = subprocess.run(
-                [sys.executable, __file__, "--_block", kind, str(c), str(h), str(w), "--device", device],
+                [sys.executable, __file__, "--_block", kind, str(c), str(h), str(w), "--device",
+                 device],
                 capture_output=True, text=True, check=True,
             )
             rows.append({
@@ -159,7 +166,8 @@ def memory_table(device: str) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -172,8 +180,10 @@ def main() -> None:
         print(_block_peak(kind, int(c), int(h), int(w), args.device))
         return
     backbone_config("sac_resnet50")  # fail early on a broken install
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {args.threads} thread(s)"
-    print(f"# Backbone forward latency ({device_name}; median of {args.repeats}; torch {torch.__version__})")
+    device_name = (torch.cuda.get_device_name() if args.device == "cuda"
+                   else f"CPU, {args.threads} thread(s)")
+    print(f"# Backbone forward latency ({device_name}; median of {args.repeats}; torch "
+          f"{torch.__version__})")
     models = build_models(args.device)
     lat = latency_table(models, args.repeats, args.device)
     print("| input | model | ms | x ResNet-50 |\n|---|---|---:|---:|")
@@ -184,17 +194,20 @@ def main() -> None:
     print("\n# The attention blocks alone, at their in-network shapes (median)")
     print("| input | model | blocks | ms | % of ResNet-50's forward |\n|---|---|---:|---:|---:|")
     for r in over:
-        print(f"| {r['input']} | {r['model']} | {r['blocks']} | {r['ms']:.2f} | {100 * r['ms'] / base[r['input']]:.2f} |")
+        print(f"| {r['input']} | {r['model']} | {r['blocks']} | {r['ms']:.2f} | "
+              f"{100 * r['ms'] / base[r['input']]:.2f} |")
     print("\n# Peak memory of one attention block, 800x1333 image")
     mem = memory_table(args.device)
-    print("| stage | block | map (C x H x W) | N | peak growth (MiB) | input map (MiB) | one N x N matrix (MiB) |")
+    print("| stage | block | map (C x H x W) | N | peak growth (MiB) | input map (MiB) | one N x N "
+          "matrix (MiB) |")
     print("|---|---|---|---:|---:|---:|---:|")
     for r in mem:
         print(f"| {r['stage']} | {r['block']} | {r['map']} | {r['N']} | {r['peak_mib']:.1f} | "
               f"{r['input_mib']:.1f} | {r['nxn_mib']:.0f} |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"latency": lat, "blocks": over, "memory": mem, "device": device_name}, f, indent=2)
+            json.dump({"latency": lat, "blocks": over, "memory": mem, "device": device_name}, f,
+                      indent=2)
 
 
 if __name__ == "__main__":

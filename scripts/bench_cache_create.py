@@ -22,10 +22,12 @@ from hoi.engine.disk import human_bytes
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", type=int, nargs="+", default=[38118, 9658])
     p.add_argument("--shape", type=int, nargs=3, default=[1024, 25, 25], metavar=("C", "H", "W"))
-    p.add_argument("--dir", default=None, help="where to make the files (default: a temporary folder)")
+    p.add_argument("--dir", default=None, help="where to make the files (default: a temporary "
+                                               "folder)")
     args = p.parse_args()
     root = Path(tempfile.mkdtemp(dir=args.dir))
     try:
@@ -41,7 +43,8 @@ def main() -> None:
             FeatureWriter(path, names, [[640, 480]] * n, tuple(args.shape), {"bench": True}).close()
             reopened = time.perf_counter() - start
             st = os.stat(path)
-            print(f"| {n} | {'x'.join(map(str, args.shape))} float16 | {made:.3f} | {reopened:.3f} | "
+            print(f"| {n} | {'x'.join(map(str, args.shape))} float16 | {made:.3f} | {reopened:.3f} "
+                  "| "
                   f"{human_bytes(st.st_size)} | {human_bytes(st.st_blocks * 512)} |")
             path.unlink()
     finally:

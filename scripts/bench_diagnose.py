@@ -1,4 +1,5 @@
-"""Benchmark ``hoi diagnose`` against ``hoi eval`` on the full test set with about a million detections.
+"""Benchmark ``hoi diagnose`` against ``hoi eval`` on the full test set with about a million
+detections.
 
     python scripts/bench_diagnose.py [--anno instances_test2015.json] [--base noisy.npz]
                                      [--target 1000000] [--runs 3] [--no-check]
@@ -23,8 +24,9 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -69,7 +71,8 @@ def main() -> int:
     det = replicate(HOIResults.load(args.base), args.target, np.random.default_rng(SEED))
     names = hico_metadata().hoi_names
     print(f"annotations: {args.anno} ({len(anno['filenames'])} images)")
-    print(f"detections: {len(det):,} ({args.base.name} replicated, jitter {JITTER_PX} px), 1 thread, "
+    print(f"detections: {len(det):,} ({args.base.name} replicated, jitter {JITTER_PX} px), 1 "
+          "thread, "
           f"{args.runs} runs")
 
     rows = []
@@ -89,19 +92,24 @@ def main() -> int:
     if not args.no_check:
         base = evaluate(anno, det, "default")["default"]
         t0 = time.perf_counter()
-        naive = {t: evaluate(anno, without_error_type(det, diag, t), "default")["default"] for t in ERROR_TYPES}
+        naive = {t: evaluate(anno, without_error_type(det, diag, t),
+                             "default")["default"] for t in ERROR_TYPES}
         rows.append(("naive: evaluate 9 filtered files", [time.perf_counter() - t0]))
-        same = all(report["map_gain_if_removed"][t] == {"full": r.full - base.full, "rare": r.rare_map - base.rare_map,
-                                                        "non_rare": r.non_rare_map - base.non_rare_map}
+        same = all(report["map_gain_if_removed"][t] == {"full": r.full - base.full,
+                                                        "rare": r.rare_map - base.rare_map,
+                                                        "non_rare": r.non_rare_map
+                                                        - base.non_rare_map}
                    for t, r in naive.items())
 
     header = f"| {'step':<40} | {'median s':>8} | {'min s':>6} | {'max s':>6} |"
     print(header)
     print("|" + "|".join("-" * len(c) for c in header.split("|")[1:-1]) + "|")
     for label, times in rows:
-        print(f"| {label:<40} | {statistics.median(times):>8.2f} | {min(times):>6.2f} | {max(times):>6.2f} |")
+        print(f"| {label:<40} | {statistics.median(times):>8.2f} | {min(times):>6.2f} | "
+              f"{max(times):>6.2f} |")
     if same is not None:
-        print(f"mAP gains equal to evaluate() on the filtered files, bit for bit: {'yes' if same else 'NO'}")
+        print("mAP gains equal to evaluate() on the filtered files, bit for bit: "
+              f"{'yes' if same else 'NO'}")
     print()
     print(summary_table(report, labels=("1M",)))
     return 0 if same is not False else 1

@@ -52,7 +52,8 @@ def replicate(base: HOIResults, target: int, rng: np.random.Generator) -> HOIRes
         parts.append(HOIResults(base.image_index, boxes[0], boxes[1], base.object, base.hoi,
                                    rng.random(len(base))))
     cat = lambda k: np.concatenate([getattr(p, k) for p in parts])  # noqa: E731
-    return HOIResults(cat("image_index"), cat("boxes_h"), cat("boxes_o"), cat("object"), cat("hoi"), cat("score"))
+    return HOIResults(cat("image_index"), cat("boxes_h"), cat("boxes_o"), cat("object"), cat("hoi"),
+                      cat("score"))
 
 
 def main() -> int:
@@ -93,7 +94,8 @@ def main() -> int:
     tracemalloc.stop()
     rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
 
-    header = f"| {'setting':<13} | {'median s':>8} | {'min s':>6} | {'max s':>6} | {'Full mAP %':>15} |"
+    header = (f"| {'setting':<13} | {'median s':>8} | {'min s':>6} | {'max s':>6} | "
+              f"{'Full mAP %':>15} |")
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for setting, med, lo, hi, maps in rows:

@@ -29,7 +29,8 @@ from hoi.models.heads import build_head
 from hoi.training.train_heads import build_optimizer, compute_loss
 
 
-def make_cache(root: Path, n: int, channels: int, size: int, humans: int, objects: int, seed: int = 0) -> dict:
+def make_cache(root: Path, n: int, channels: int, size: int, humans: int, objects: int,
+               seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     names = [f"HICO_bench_{i:08d}.jpg" for i in range(n)]
     sizes = [(640, 480)] * n
@@ -40,7 +41,8 @@ def make_cache(root: Path, n: int, channels: int, size: int, humans: int, object
         boxes = np.concatenate([xy, xy + rng.uniform(20, 300, (k, 2))], 1).clip(1, 480)
         labels = np.array([49] * humans + list(rng.integers(0, 49, objects)))
         dets.append(ImageProposals(boxes, rng.uniform(0.6, 1.0, k), labels))
-        records.append({"boxes_h": [boxes[0].tolist()], "boxes_o": [boxes[humans].tolist()], "hoi": [0],
+        records.append({"boxes_h": [boxes[0].tolist()], "boxes_o": [boxes[humans].tolist()],
+                        "hoi": [0],
                         "object": [int(labels[humans])], "verb": [0]})
     anno = build_instances(names, sizes, records)
     write_proposals(root / "det.h5", names, dets, {"detector": "bench"})
@@ -53,7 +55,8 @@ def make_cache(root: Path, n: int, channels: int, size: int, humans: int, object
 
 def bench_loader(dataset: HOIDataset, batch: int, workers: int, epochs: int) -> tuple[float, float]:
     """(images/s, pairs/s) of the DataLoader alone, after its workers have started."""
-    loader = DataLoader(dataset, batch_size=batch, shuffle=True, collate_fn=collate, num_workers=workers,
+    loader = DataLoader(dataset, batch_size=batch, shuffle=True, collate_fn=collate,
+                        num_workers=workers,
                         persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
     for _ in loader:  # start the workers and warm the page cache
         pass
@@ -67,13 +70,16 @@ def bench_loader(dataset: HOIDataset, batch: int, workers: int, epochs: int) -> 
     return images / elapsed, pairs / elapsed
 
 
-def bench_model(dataset: HOIDataset, batch: int, device: torch.device, steps: int, amp: bool) -> tuple[float, float]:
-    """(images/s, pairs/s) of full training steps (forward, loss, backward, SGD) on batches held in memory."""
+def bench_model(dataset: HOIDataset, batch: int, device: torch.device, steps: int,
+                amp: bool) -> tuple[float, float]:
+    """(images/s, pairs/s) of full training steps (forward, loss, backward, SGD) on batches held in
+    memory."""
     cfg = load_config()
     model = build_head(cfg.model).to(device).train()
     opt, _ = build_optimizer(cfg, model)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    batches = [to_device(collate([dataset[(s * batch + k) % len(dataset)] for k in range(batch)]), device)
+    batches = [to_device(collate([dataset[(s * batch + k) % len(dataset)] for k in range(batch)]),
+                         device)
                for s in range(min(steps, 4))]
 
     def step(b):
@@ -102,7 +108,8 @@ def bench_model(dataset: HOIDataset, batch: int, device: torch.device, steps: in
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", type=int, default=64)
     p.add_argument("--channels", type=int, default=1024)
     p.add_argument("--map", type=int, default=25)
@@ -130,7 +137,8 @@ def main() -> None:
         print(f"loader ({args.workers} workers): {li:8.1f} images/s {lp:9.1f} pairs/s")
         mi, mp = bench_model(dataset, args.batch, device, args.steps, amp=device.type == "cuda")
         print(f"training ({device.type}):      {mi:8.1f} images/s {mp:9.1f} pairs/s")
-        print(f"loader / training: {li / mi:.1f}x {'(>= 3x: ok)' if li >= 3 * mi else '(< 3x: add workers)'}")
+        print(f"loader / training: {li / mi:.1f}x "
+              f"{'(>= 3x: ok)' if li >= 3 * mi else '(< 3x: add workers)'}")
 
 
 if __name__ == "__main__":

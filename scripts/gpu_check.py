@@ -7,7 +7,8 @@ Checks (``--quick``: the same at toy sizes, a few minutes on a CPU):
 
 - ``env``: CUDA, the device, torch / torchvision / Detectron2 versions.
 - ``ops``: torchvision's nms and roi_align on the device against the CPU (the ops Detectron2's
-  Faster R-CNN calls); the detail says whether Detectron2's own compiled ops (``detectron2._C``) exist.
+  Faster R-CNN calls); the detail says whether Detectron2's own compiled ops (``detectron2._C``)
+  exist.
 - ``detect``: Detectron2 Faster R-CNN R101-FPN (random weights) images/s on HICO-sized
   (640x480) images at the test resolution, through the project's ``data_prep.detect`` model builder.
 - ``extract``: SAC-ResNet-50 up to layer3 at 400x400 (fp16 autocast on GPU) images/s, beside
@@ -39,9 +40,10 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -71,11 +73,15 @@ class Sizes:
     test_images: int
 
 
-FULL = Sizes(det_images=24, det_min_size=800, det_max_size=1333, ext_images=256, ext_batch=32, ext_size=400,
-             decode_s=3.0, pre_crop=64, pre_images=16, pre_epochs=3, train_images=640, train_batch=16, train_iters=40,
+FULL = Sizes(det_images=24, det_min_size=800, det_max_size=1333, ext_images=256, ext_batch=32,
+             ext_size=400,
+             decode_s=3.0, pre_crop=64, pre_images=16, pre_epochs=3, train_images=640,
+             train_batch=16, train_iters=40,
              channels=1024, test_images=200)
-QUICK = Sizes(det_images=2, det_min_size=160, det_max_size=240, ext_images=4, ext_batch=2, ext_size=128,
-              decode_s=0.5, pre_crop=32, pre_images=4, pre_epochs=2, train_images=24, train_batch=4, train_iters=3,
+QUICK = Sizes(det_images=2, det_min_size=160, det_max_size=240, ext_images=4, ext_batch=2,
+              ext_size=128,
+              decode_s=0.5, pre_crop=32, pre_images=4, pre_epochs=2, train_images=24, train_batch=4,
+              train_iters=3,
               channels=1024, test_images=8)
 
 
@@ -86,9 +92,11 @@ def _env() -> dict[str, str]:
 
 def _run(cmd: Sequence[str], log: Path, timeout: float) -> None:
     with open(log, "w") as f:
-        proc = subprocess.run(list(cmd), stdout=f, stderr=subprocess.STDOUT, env=_env(), cwd=REPO, timeout=timeout)
+        proc = subprocess.run(list(cmd), stdout=f, stderr=subprocess.STDOUT, env=_env(), cwd=REPO,
+                              timeout=timeout)
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:4])} ... exited {proc.returncode}: {log.read_text()[-600:]}")
+        raise RuntimeError(f"{' '.join(cmd[:4])} ... exited {proc.returncode}: "
+                           f"{log.read_text()[-600:]}")
 
 
 def _sync(device) -> None:
@@ -110,13 +118,16 @@ def check_env(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
         d2v = getattr(d2, "__version__", "?")
     except Exception as err:  # noqa: BLE001 - reported, not raised
         d2v = f"not importable ({type(err).__name__})"
-    versions = f"python {platform.python_version()}, torch {torch.__version__}, torchvision {torchvision.__version__}, " \
-               f"detectron2 {d2v}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}"
+    versions = (f"python {platform.python_version()}, torch {torch.__version__}, "
+                f"torchvision {torchvision.__version__}, "
+                f"detectron2 {d2v}, CUDA {torch.version.cuda}, "
+                f"cuDNN {torch.backends.cudnn.version()}")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             return "fail", "no CUDA device", versions
         p = torch.cuda.get_device_properties(device)
-        return "pass", f"{p.name}, {p.total_memory / 2**30:.0f} GiB", versions + f", {torch.cuda.device_count()} GPU(s)"
+        return ("pass", f"{p.name}, {p.total_memory / 2**30:.0f} GiB",
+                versions + f", {torch.cuda.device_count()} GPU(s)")
     return "pass", f"CPU, {os.cpu_count()} cores", versions
 
 
@@ -140,7 +151,8 @@ def check_ops(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
 
         compiled = detectron2_status()["detectron2_cpp_ops"]
         d2c = ("detectron2._C compiled ops present" if compiled else
-               "detectron2._C absent (pb1-detectron2): Faster R-CNN runs on torchvision's nms/roi_align, checked here")
+               "detectron2._C absent (pb1-detectron2): Faster R-CNN runs on torchvision's "
+               "nms/roi_align, checked here")
     except Exception as e:  # noqa: BLE001
         d2c = f"Detectron2 not importable ({type(e).__name__})"
     same = torch.equal(keep_cpu.sort().values, keep_dev.sort().values)
@@ -153,14 +165,16 @@ def check_detect(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
 
     from hoi.detector import DetectorSettings, Detectron2Input, build_detector, detect_batch
 
-    settings = DetectorSettings(weights="none", min_size=sizes.det_min_size, max_size=sizes.det_max_size)
+    settings = DetectorSettings(weights="none", min_size=sizes.det_min_size,
+                                max_size=sizes.det_max_size)
     torch.manual_seed(0)
     model, cfg = build_detector(settings, device, None)
     to_input = Detectron2Input(cfg)
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)) for _ in range(2)]
+    images = [Image.fromarray(rng.integers(0, 255, (480, 640, 3),
+                                           dtype=np.uint8)) for _ in range(2)]
     inputs = [to_input(im) for im in images]
     batch = 2
     with torch.inference_mode():
@@ -173,8 +187,10 @@ def check_detect(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
         _sync(device)
     rate = n / (time.perf_counter() - t0)
     hours = 47776 / rate / 3600
-    return "pass", f"{rate:.2f} images/s", (f"R101-FPN, random weights, 640x480 -> short side {sizes.det_min_size}, "
-                                            f"batch {batch}; all 47,776 HICO-DET images: {hours:.2f} h on one device")
+    return "pass", f"{rate:.2f} images/s", ("R101-FPN, random weights, 640x480 -> short side "
+                                            f"{sizes.det_min_size}, "
+                                            f"batch {batch}; all 47,776 HICO-DET images: "
+                                            f"{hours:.2f} h on one device")
 
 
 def _extractor(device):
@@ -183,7 +199,8 @@ def _extractor(device):
     from hoi.models.backbones import AttentionResNet, FrozenFeatureExtractor, backbone_config
 
     torch.manual_seed(0)
-    return FrozenFeatureExtractor(AttentionResNet(backbone_config("sac_resnet50")), last_stage=4).to(device).eval()
+    return FrozenFeatureExtractor(AttentionResNet(backbone_config("sac_resnet50")),
+                                  last_stage=4).to(device).eval()
 
 
 def check_extract(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
@@ -207,7 +224,8 @@ def check_extract(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
     limit = "the GPU" if rate < decode * workers else f"JPEG decoding ({workers} workers)"
     return "pass", f"{rate:.1f} images/s model, {decode:.1f} images/s decode per core", (
         f"SAC-ResNet-50 to layer3, {sizes.ext_size}x{sizes.ext_size}, batch {sizes.ext_batch}, "
-        f"{'fp16 autocast' if amp else 'fp32 (CPU)'}; with {workers} loader workers the limit is {limit}")
+        f"{'fp16 autocast' if amp else 'fp32 (CPU)'}; with {workers} loader workers the limit is "
+        f"{limit}")
 
 
 def check_fp16(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
@@ -227,7 +245,8 @@ def check_fp16(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
     need = 0.999 if dtype == torch.float16 else 0.99
     name = "fp16" if dtype == torch.float16 else "bf16 (CPU autocast)"
     return ("pass" if cos >= need else "fail"), f"cosine {cos:.5f}, max rel err {rel:.1e}", (
-        f"{name} vs fp32 maps, random SAC-ResNet-50 (pass: cosine >= {need}); fp32 stored as float16: "
+        f"{name} vs fp32 maps, random SAC-ResNet-50 (pass: cosine >= {need}); fp32 stored as "
+        "float16: "
         f"max rel err {rel_store:.1e}")
 
 
@@ -241,7 +260,8 @@ def _image_folder(root: Path, n: int, size: int) -> Path:
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(count):
                 px = np.asarray(rgb, float) + rng.normal(0, 40, (size, size, 3))
-                Image.fromarray(np.clip(px, 0, 255).astype(np.uint8)).save(folder / f"{name}_{i}.png")
+                Image.fromarray(np.clip(px, 0, 255).astype(np.uint8)).save(
+                    folder / f"{name}_{i}.png")
     return root
 
 
@@ -254,10 +274,14 @@ def check_pretrain_resume(device, sizes: Sizes, out: Path) -> tuple[str, str, st
     c = sizes.pre_crop
 
     def cmd(run: Path, *extra: str) -> list[str]:
-        return [sys.executable, "-m", "hoi", "pretrain", "--config", str(REPO / "configs/imagenet/sac_resnet50.yaml"),
-                *extra, f"data.root={data}", f"output_dir={run}", f"data.train_crop={c}", f"data.eval_resize={c + 4}",
-                f"data.eval_crop={c}", "data.crop_scale=[0.5,1.0]", "data.workers=0", "optim.batch_size=2",
-                "optim.eval_batch_size=4", f"optim.epochs={sizes.pre_epochs}", "optim.warmup_epochs=1", "optim.lr=0.01",
+        return [sys.executable, "-m", "hoi", "pretrain", "--config",
+                str(REPO / "configs/imagenet/sac_resnet50.yaml"),
+                *extra, f"data.root={data}", f"output_dir={run}", f"data.train_crop={c}",
+                f"data.eval_resize={c + 4}",
+                f"data.eval_crop={c}", "data.crop_scale=[0.5,1.0]", "data.workers=0",
+                "optim.batch_size=2",
+                "optim.eval_batch_size=4", f"optim.epochs={sizes.pre_epochs}",
+                "optim.warmup_epochs=1", "optim.lr=0.01",
                 "progress=false", "tensorboard=false", f"device={device.type}", "log_every=1"]
 
     t0 = time.perf_counter()
@@ -265,21 +289,25 @@ def check_pretrain_resume(device, sizes: Sizes, out: Path) -> tuple[str, str, st
     t_full = time.perf_counter() - t0
     killed = out / "pre_killed"
     with open(out / "pretrain_killed.log", "w") as f:
-        proc = subprocess.Popen(cmd(killed), stdout=f, stderr=subprocess.STDOUT, env=_env(), cwd=REPO)
+        proc = subprocess.Popen(cmd(killed), stdout=f, stderr=subprocess.STDOUT, env=_env(),
+                                cwd=REPO)
         while proc.poll() is None and not (killed / "checkpoint.pth").exists():
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    at_kill = torch.load(killed / "checkpoint.pth", weights_only=True, map_location="cpu")["epoch"] \
+    at_kill = torch.load(killed / "checkpoint.pth", weights_only=True,
+                         map_location="cpu")["epoch"] \
         if (killed / "checkpoint.pth").exists() else None
     _run(cmd(killed, "--resume"), out / "pretrain_resumed.log", 600)
     full = torch.load(out / "pre_full" / "checkpoint.pth", weights_only=True, map_location="cpu")
     resumed = torch.load(killed / "checkpoint.pth", weights_only=True, map_location="cpu")
     diff = [k for k, v in full["model"].items() if not torch.equal(v, resumed["model"][k])]
     mom = [p for p, st in full["optimizer"]["state"].items()
-           if not torch.equal(st["momentum_buffer"], resumed["optimizer"]["state"][p]["momentum_buffer"])]
+           if not torch.equal(st["momentum_buffer"],
+                              resumed["optimizer"]["state"][p]["momentum_buffer"])]
     amp = "AMP" if device.type == "cuda" else "fp32 (AMP is GPU-only)"
-    detail = (f"SAC-ResNet-50, {c}x{c} crops, {sizes.pre_epochs} epochs, {amp}; killed with epoch {at_kill} saved (0-based), "
+    detail = (f"SAC-ResNet-50, {c}x{c} crops, {sizes.pre_epochs} epochs, {amp}; killed with epoch "
+              f"{at_kill} saved (0-based), "
               f"resumed; uninterrupted run {t_full:.1f} s")
     if at_kill is None or at_kill >= sizes.pre_epochs - 1:
         return "fail", "the kill did not land mid-run", detail
@@ -322,7 +350,8 @@ def check_ddp(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
     rep = json.loads(line)
     status = "pass" if rep["ok"] else "fail"
     return status, f"{wall:.1f} s to start {n} process(es) and all-reduce", (
-        f"backend {rep['backend']}, world size {rep['world_size']}, process-group init {rep['init_s']:.2f} s")
+        f"backend {rep['backend']}, world size {rep['world_size']}, process-group init "
+        f"{rep['init_s']:.2f} s")
 
 
 def _synthetic_split(root: Path, n: int, channels: int, split: str, seed: int) -> Path:
@@ -341,7 +370,8 @@ def _synthetic_split(root: Path, n: int, channels: int, split: str, seed: int) -
         k = int(rng.integers(1, 5))
         hoi = rng.integers(0, 600, k)
         xy = rng.uniform(1, 300, (k, 4, 1))
-        boxes = np.concatenate([xy[:, :2, 0], xy[:, :2, 0] + rng.uniform(40, 300, (k, 2))], 1).round()
+        boxes = np.concatenate([xy[:, :2, 0], xy[:, :2, 0] + rng.uniform(40, 300, (k, 2))],
+                               1).round()
         obj = np.concatenate([xy[:, 2:, 0], xy[:, 2:, 0] + rng.uniform(40, 300, (k, 2))], 1).round()
         boxes, obj = (np.minimum(b, [640, 480, 640, 480]) for b in (boxes, obj))
         pairs.append({"boxes_h": boxes.tolist(), "boxes_o": obj.tolist(), "hoi": hoi.tolist(),
@@ -358,7 +388,9 @@ def _synthetic_split(root: Path, n: int, channels: int, split: str, seed: int) -
         dets.write(i, synthetic_detections(anno["annotation"][i], anno["size"][i], rng))
     dets.finalize()
     feats = FeatureWriter(cache / "sac_resnet50" / f"features_{split}.h5", names, anno["size"],
-                          (channels, *MAP_SIZE), features_provenance(str(path), anno, channels, 0))  # one (random) backbone for every split
+                          (channels, *MAP_SIZE),
+                          features_provenance(str(path), anno, channels,
+                                              0))  # one (random) backbone for every split
     pool = rng.standard_normal((16, channels, *MAP_SIZE)).astype(np.float16)
     for i in range(n):
         feats.write(i, pool[i % len(pool)])
@@ -383,7 +415,8 @@ def check_vsgnet_train(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
     cfg = load_config(REPO / "configs/hico/vsgnet_sac_resnet50.yaml", [
         f"data.root={data}", f"output_dir={out / 'hoi_run'}", "optim.epochs=1",
         f"optim.iters_per_epoch={sizes.train_iters}", f"optim.batch_size={sizes.train_batch}",
-        f"model.in_channels={sizes.channels}", "data.workers=2", "progress=false", "tensorboard=false",
+        f"model.in_channels={sizes.channels}", "data.workers=2", "progress=false",
+        "tensorboard=false",
         f"device={device.type}", "data.val_fraction=0.05"])
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -397,8 +430,10 @@ def check_vsgnet_train(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
     ok = math.isfinite(metrics["train/loss"])
     epoch_min = 36212 / ips / 60
     return ("pass" if ok else "fail"), f"{pps:.0f} pairs/s, {peak}", (
-        f"Table XI heads, {sizes.channels} channels, batch {sizes.train_batch}, {sizes.train_iters} iterations, "
-        f"{'AMP' if cfg.amp and device.type == 'cuda' else 'fp32'}, 2 loader workers: {ips:.1f} images/s, "
+        f"Table XI heads, {sizes.channels} channels, batch {sizes.train_batch}, "
+        f"{sizes.train_iters} iterations, "
+        f"{'AMP' if cfg.amp and device.type == 'cuda' else 'fp32'}, 2 loader workers: {ips:.1f} "
+        "images/s, "
         f"one HICO-DET epoch (36,212 images) {epoch_min:.1f} min; loss {metrics['train/loss']:.4f}")
 
 
@@ -408,17 +443,22 @@ def check_test_eval(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
         return "skip", "-", "no checkpoint: vsgnet_train did not finish"
     results = out / "results_test2015.npz"
     t0 = time.perf_counter()
-    _run([sys.executable, "-m", "hoi", "test", "--checkpoint", str(ckpt), "--out", str(results), "--device",
+    _run([sys.executable, "-m", "hoi", "test", "--checkpoint", str(ckpt), "--out", str(results),
+          "--device",
           device.type, "--workers", "2", "progress=false"], out / "test.log", 600)
     t_test = time.perf_counter() - t0
-    _run([sys.executable, "-m", "hoi", "eval", "--anno", str(out / "hoi_data" / "instances_test2015.json"),
-          "--detections", str(results), "--setting", "both", "--json", str(out / "eval.json")], out / "eval.log", 600)
+    _run([sys.executable, "-m", "hoi", "eval", "--anno",
+          str(out / "hoi_data" / "instances_test2015.json"),
+          "--detections", str(results), "--setting", "both", "--json", str(out / "eval.json")],
+          out / "eval.log", 600)
     ev = json.loads((out / "eval.json").read_text())
     full = {k: ev[k]["full"] for k in ("default", "known_object") if k in ev}
     ok = len(full) == 2 and all(math.isfinite(v) and 0 <= v <= 1 for v in full.values())
-    return ("pass" if ok else "fail"), f"{sizes.test_images / t_test:.1f} images/s test (with start-up)", (
+    return ("pass" if ok
+            else "fail"), f"{sizes.test_images / t_test:.1f} images/s test (with start-up)", (
         f"hoi test + hoi eval --setting both on {sizes.test_images} synthetic images: mAP Default "
-        f"{100 * full.get('default', float('nan')):.2f}, Known-Object {100 * full.get('known_object', float('nan')):.2f} "
+        f"{100 * full.get('default', float('nan')):.2f}, Known-Object "
+        f"{100 * full.get('known_object', float('nan')):.2f} "
         f"(random features: only that it runs)")
 
 
@@ -429,7 +469,8 @@ CHECKS: list[tuple[str, Callable]] = [
 ]
 
 
-def run_checks(device_name: str, quick: bool, out: Path, only: Sequence[str] = ()) -> list[dict[str, Any]]:
+def run_checks(device_name: str, quick: bool, out: Path,
+               only: Sequence[str] = ()) -> list[dict[str, Any]]:
     import torch
 
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)) if device_name == "cuda" else 1)
@@ -462,15 +503,18 @@ def run_checks(device_name: str, quick: bool, out: Path, only: Sequence[str] = (
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| check | status | figure | seconds | detail |", "|---|---|---|---:|---|"]
-    lines += [f"| {r['name']} | {r['status']} | {r['figure']} | {r['seconds']} | {r['detail']} |" for r in rows]
+    lines += [f"| {r['name']} | {r['status']} | {r['figure']} | {r['seconds']} | {r['detail']} |"
+              for r in rows]
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="toy sizes (a few minutes on a CPU)")
-    p.add_argument("--device", default=None, choices=["cuda", "cpu"], help="default: cuda when available")
-    p.add_argument("--out", default=None, help="folder for gpu_check.json and the logs (default: a temp folder)")
+    p.add_argument("--device", default=None, choices=["cuda", "cpu"], help="default: cuda when "
+                                                                           "available")
+    p.add_argument("--out", default=None, help="folder for gpu_check.json and the logs (default: a "
+                                               "temp folder)")
     p.add_argument("--only", default="", help="comma-separated check names")
     p.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create (or reuse) the project's virtual environment and install everything the
-# project needs: PyTorch + torchvision, this package (editable, with test extras)
-# and Detectron2. Idempotent: when nothing changed, a second run takes seconds.
+# project needs: PyTorch + torchvision, this package (editable, with the test extras: pytest,
+# scikit-image, ruff) and Detectron2. Idempotent: when nothing changed, a second run takes seconds.
 #
 #   bash scripts/install.sh            # venv in ./.venv
 #   HOI_VENV=/path/to/venv bash scripts/install.sh

@@ -46,14 +46,17 @@ def one_error(stderr: str, *names: str | Path) -> str:
     assert len(lines) == 1, stderr
     for name in names:
         assert str(name) in lines[0], (name, lines[0])
-    print(f"\nERROR-LINE {lines[0]}")  # pytest -s -k ... lists every message (closing notes, README)
+    # pytest -s -k ... lists every message (closing notes, README)
+    print(f"\nERROR-LINE {lines[0]}")
     return lines[0]
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path | None = None,
+            timeout: float = 240) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     env.pop("HOI_DEBUG", None)
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=cwd or REPO,
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env,
+                          cwd=cwd or REPO,
                           timeout=timeout)
 
 
@@ -75,21 +78,24 @@ def run_dir(tmp_path_factory) -> tuple[Path, Path]:
     return root, out / "best.pth"
 
 
-# ----------------------------------------------------------------- files that do not belong together
-def test_detections_of_another_annotation_are_refused_by_hoi_test(run_dir, tmp_path, capsys) -> None:
+# --------------------------------------------------------------- files that do not belong together
+def test_detections_of_another_annotation_are_refused_by_hoi_test(run_dir, tmp_path,
+                                                                  capsys) -> None:
     root, ckpt = run_dir
     other = tmp_path / "other"
     make_split(other, "test2015", 5, seed=7)  # another test annotation, its own detections
     dets = other / "cache" / "detections_test2015.h5"
     before = dets.read_bytes()
-    code = hoi_main(["test", "--checkpoint", str(ckpt), "--out", str(tmp_path / "r.npz"), "--detections", str(dets)])
+    code = hoi_main(["test", "--checkpoint", str(ckpt), "--out", str(tmp_path / "r.npz"),
+                     "--detections", str(dets)])
     line = one_error(capsys.readouterr().err, dets, root / "instances_test2015.json")
     assert code == 2 and "annotation.sha256" in line and "--allow-mismatch" in line
     assert not (tmp_path / "r.npz").exists() and dets.read_bytes() == before
 
 
 @pytest.mark.parametrize("field,value", [("input_size", [224, 224]), ("weights_sha256", "f" * 64)])
-def test_test_features_unlike_the_training_features_are_refused(run_dir, tmp_path, capsys, field, value) -> None:
+def test_test_features_unlike_the_training_features_are_refused(run_dir, tmp_path, capsys, field,
+                                                                value) -> None:
     root, ckpt = run_dir
     feats = FeatureFile(root / "cache" / "sac_resnet50" / "features_test2015.h5")
     prov = {**feats.provenance, field: value}
@@ -99,7 +105,8 @@ def test_test_features_unlike_the_training_features_are_refused(run_dir, tmp_pat
         writer.write(i, feats.get(i))
     writer.close()
     out = tmp_path / "r.npz"
-    code = hoi_main(["test", "--checkpoint", str(ckpt), "--out", str(out), "--features", str(other)])
+    code = hoi_main(["test", "--checkpoint", str(ckpt), "--out", str(out), "--features",
+                     str(other)])
     line = one_error(capsys.readouterr().err, other, ckpt)
     assert code == 2 and f"field '{field}'" in line and not out.exists()
     # a researcher who means it: the override goes through and is recorded in the results
@@ -117,10 +124,12 @@ def test_results_of_another_annotation_are_refused_by_hoi_eval(run_dir, tmp_path
     other = tmp_path / "other"
     make_split(other, "test2015", 4, seed=9)
     capsys.readouterr()
-    code = hoi_main(["eval", "--anno", str(other / "instances_test2015.json"), "--detections", str(results)])
+    code = hoi_main(["eval", "--anno", str(other / "instances_test2015.json"), "--detections",
+                     str(results)])
     line = one_error(capsys.readouterr().err, results, other / "instances_test2015.json")
     assert code == 2 and "annotation.sha256" in line
-    assert hoi_main(["eval", "--anno", str(root / "instances_test2015.json"), "--detections", str(results)]) == 0
+    assert hoi_main(["eval", "--anno", str(root / "instances_test2015.json"), "--detections",
+                     str(results)]) == 0
 
 
 def test_training_on_caches_of_another_annotation_is_refused(run_dir, tmp_path, capsys) -> None:
@@ -128,7 +137,8 @@ def test_training_on_caches_of_another_annotation_is_refused(run_dir, tmp_path, 
     data = tmp_path / "data"
     shutil.copytree(root / "cache", data / "cache")
     anno = read_json(root / "instances_train2015.json")
-    anno["rare"], anno["non_rare"] = anno["non_rare"], anno["rare"]  # the same images, another rare split
+    # the same images, another rare split
+    anno["rare"], anno["non_rare"] = anno["non_rare"], anno["rare"]
     save_annotations(anno, data / "instances_train2015.json")
     out = tmp_path / "run"
     code = hoi_main(["train", "--config", str(REPO / "configs/hico/base.yaml"),
@@ -143,7 +153,8 @@ def test_resume_on_other_features_is_refused(run_dir, tmp_path, capsys) -> None:
     data = tmp_path / "data"
     shutil.copytree(root, data, ignore=shutil.ignore_patterns("run"))
     out = tmp_path / "run"
-    args = ["train", "--config", str(REPO / "configs/hico/base.yaml"), *run_overrides(data, out, **{"optim.epochs": 2})]
+    args = ["train", "--config", str(REPO / "configs/hico/base.yaml"),
+            *run_overrides(data, out, **{"optim.epochs": 2})]
     assert hoi_main([*args, "stop_after_epoch=1"]) == 0
     saved = (out / "checkpoint.pth").read_bytes()
     feats_path = data / "cache" / "sac_resnet50" / "features_train2015.h5"
@@ -175,7 +186,8 @@ def test_missing_checkpoint_existing_run_and_other_config(run_dir, tmp_path, cap
     capsys.readouterr()
     assert hoi_main([*config, *overrides]) == 2  # the run directory holds a run already
     assert "--resume" in one_error(capsys.readouterr().err, out / "checkpoint.pth")
-    assert hoi_main([*config, "--resume", *overrides, "model.head_hidden=48"]) == 2  # heads of another size
+    assert hoi_main([*config, "--resume", *overrides,
+                     "model.head_hidden=48"]) == 2  # heads of another size
     assert "heads.head_hidden" in one_error(capsys.readouterr().err, out / "checkpoint.pth")
     assert (out / "checkpoint.pth").read_bytes() == before
 
@@ -188,7 +200,8 @@ def test_missing_and_truncated_annotations_in_data_prep(photos, tmp_path, capsys
     one_error(capsys.readouterr().err, missing)
     truncated = tmp_path / "truncated.json"
     truncated.write_text(anno.read_text()[:500])
-    assert extract_main(["--images", str(images), "--anno", str(truncated), "--out", str(out), *EXTRACT]) == 2
+    assert extract_main(["--images", str(images), "--anno", str(truncated), "--out", str(out),
+                         *EXTRACT]) == 2
     assert "not valid JSON" in one_error(capsys.readouterr().err, truncated)
     assert not out.exists()
 
@@ -213,8 +226,10 @@ def test_bad_annotations_are_refused_wherever_they_enter(photos, tmp_path, capsy
     out = tmp_path / "out.h5"
     runs = {
         "detect": lambda: detect_main(["--source", "gt", "--anno", str(bad), "--out", str(out)]),
-        "extract": lambda: extract_main(["--images", str(images), "--anno", str(bad), "--out", str(out), *EXTRACT]),
-        "eval": lambda: hoi_main(["eval", "--anno", str(bad), "--detections", str(tmp_path / "x.npz")]),
+        "extract": lambda: extract_main(["--images", str(images), "--anno", str(bad), "--out",
+                                         str(out), *EXTRACT]),
+        "eval": lambda: hoi_main(["eval", "--anno", str(bad), "--detections",
+                                  str(tmp_path / "x.npz")]),
         "convert": lambda: convert_main(["--mat", str(bad), "--out", str(tmp_path / "conv")]),
     }
     HOIResults.empty().save(tmp_path / "x.npz")
@@ -244,8 +259,8 @@ def _results(anno: dict, **changes) -> HOIResults:
         for bh, bo, h in zip(pair["boxes_h"], pair["boxes_o"], pair["hoi"]):
             rows.append((i, bh, bo, h))
     det = HOIResults([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
-                        [int(meta.hoi_object[r[3]]) for r in rows], [r[3] for r in rows],
-                        np.linspace(0.9, 0.5, len(rows)))
+                     [int(meta.hoi_object[r[3]]) for r in rows], [r[3] for r in rows],
+                     np.linspace(0.9, 0.5, len(rows)))
     for key, (row, value) in changes.items():
         getattr(det, key)[row] = value
     return det
@@ -270,7 +285,8 @@ def test_eval_warns_about_boxes_past_the_border(photos, tmp_path, capsys) -> Non
     w, h = anno["size"][0]
     path = tmp_path / "results.npz"
     _results(anno, boxes_o=(0, [1, 1, w + 5, h])).save(path)
-    assert hoi_main(["eval", "--anno", str(anno_path), "--detections", str(path), "--classes", "annotated"]) == 0
+    assert hoi_main(["eval", "--anno", str(anno_path), "--detections", str(path), "--classes",
+                     "annotated"]) == 0
     out = capsys.readouterr().out
     assert f"warning: {path}: 1 of 4 detections have a box reaching past its image" in out
 
@@ -312,7 +328,8 @@ def test_worker_failure_is_one_line_and_names_the_image(photos, tmp_path) -> Non
     bad = tmp_path / "anno.json"
     bad.write_text(json.dumps(anno))
     out = tmp_path / "f.h5"
-    proc = run_cli("-m", "data_prep.extract", "--images", str(images), "--anno", str(bad), "--out", str(out),
+    proc = run_cli("-m", "data_prep.extract", "--images", str(images), "--anno", str(bad), "--out",
+                   str(out),
                    *EXTRACT, "--workers", "2")
     line = one_error(proc.stderr, images / anno["filenames"][2])
     assert proc.returncode == 2 and f"but {bad} gives {w}x{h}" in line
@@ -326,7 +343,8 @@ def test_random_weights_are_seeded_and_recorded(photos, tmp_path) -> None:
     paths = {}
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
         paths[name] = tmp_path / f"{name}.h5"
-        assert extract_main(["--images", str(images), "--anno", str(anno), "--out", str(paths[name]),
+        assert extract_main(["--images", str(images), "--anno", str(anno), "--out",
+                             str(paths[name]),
                              *EXTRACT, "--workers", "0", "--seed", str(seed)]) == 0
     a, b, c = (FeatureFile(paths[k]) for k in "abc")
     assert a.provenance["weights_sha256"] == "random" and a.provenance["weights_seed"] == 3
@@ -338,7 +356,8 @@ def test_random_weights_are_seeded_and_recorded(photos, tmp_path) -> None:
 def mount_tmpfs(path: Path, size: str) -> Path:
     """A real small file system at ``path`` (skips where mounting is not allowed)."""
     path.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True)
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here ({proc.stderr.decode().strip()})")
     return path
@@ -354,7 +373,8 @@ def test_full_disk_is_refused_before_starting(photos, tmp_path, capsys) -> None:
     try:
         out = disk / "features.h5"
         assert extract_main(["--images", str(images), "--anno", str(anno), "--out", str(out),
-                             "--backbone", "resnet50", "--weights", "none", "--input-size", "400", "400",
+                             "--backbone", "resnet50", "--weights", "none", "--input-size", "400",
+                             "400",
                              "--workers", "0", "--device", "cpu"]) == 2
         line = one_error(capsys.readouterr().err, out)
         assert "writing the feature maps of 4 images needs about 5.1 MB" in line and "free" in line
@@ -362,7 +382,8 @@ def test_full_disk_is_refused_before_starting(photos, tmp_path, capsys) -> None:
         unmount(disk)
 
 
-def test_disk_that_fills_anyway_is_one_line_and_resumable(photos, tmp_path, capsys, monkeypatch) -> None:
+def test_disk_that_fills_anyway_is_one_line_and_resumable(photos, tmp_path, capsys,
+                                                          monkeypatch) -> None:
     """Another program fills the disk after the free-space check passed: the run still ends in
     one line, keeps the images it finished, and resumes once there is space again."""
     import data_prep.extract as extract_mod
@@ -372,8 +393,10 @@ def test_disk_that_fills_anyway_is_one_line_and_resumable(photos, tmp_path, caps
     try:
         out = disk / "features.h5"
         filler = disk / "other_program.bin"
-        args = ["--images", str(images), "--anno", str(anno), "--out", str(out), "--backbone", "resnet50",
-                "--weights", "none", "--input-size", "112", "112", "--workers", "0", "--batch-size", "1",
+        args = ["--images", str(images), "--anno", str(anno), "--out", str(out), "--backbone",
+                "resnet50",
+                "--weights", "none", "--input-size", "112", "112", "--workers", "0", "--batch-size",
+                "1",
                 "--device", "cpu"]
         real_check = extract_mod.require_free_space
 
@@ -412,12 +435,14 @@ def test_extract_killed_at_creation_and_while_writing_then_rerun(photos, tmp_pat
     assert extract_main(["--images", str(images), "--anno", str(anno), "--out", str(ref), *EXTRACT,
                          "--workers", "0", "--batch-size", "1"]) == 0
     out = tmp_path / "features.h5"
-    args = ["-m", "data_prep.extract", "--images", str(images), "--anno", str(anno), "--out", str(out), *EXTRACT,
+    args = ["-m", "data_prep.extract", "--images", str(images), "--anno", str(anno), "--out",
+            str(out), *EXTRACT,
             "--workers", "0", "--batch-size", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     # kill -9 right after the file is made, then right after the first image is written
     for marker in ("to go on", "done 1/"):
-        proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT,
                                 text=True, env=env, cwd=REPO)
         for line in proc.stdout:
             if marker in line:
@@ -442,9 +467,11 @@ def test_train_killed_mid_epoch_resumes_to_the_same_weights(tmp_path) -> None:
                      *run_overrides(root, tmp_path / "ref", **extra)]) == 0
     ref = torch.load(tmp_path / "ref" / "checkpoint.pth", weights_only=True)
     out = tmp_path / "run"
-    args = ["-m", "hoi", "train", "--config", str(REPO / "configs/hico/base.yaml"), *run_overrides(root, out, **extra)]
+    args = ["-m", "hoi", "train", "--config", str(REPO / "configs/hico/base.yaml"),
+            *run_overrides(root, out, **extra)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
                             env=env, cwd=REPO)
     deadline = time.time() + 240
     while time.time() < deadline and not (out / "checkpoint.pth").exists():
@@ -453,7 +480,8 @@ def test_train_killed_mid_epoch_resumes_to_the_same_weights(tmp_path) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = torch.load(out / "checkpoint.pth", weights_only=True)["epoch"]
-    assert killed_at < ref["epoch"], "the run finished before the kill; the test needs a longer epoch"
+    assert killed_at < ref["epoch"], ("the run finished before the kill; "
+                                      "the test needs a longer epoch")
     (out / ".checkpoint.pth.abc123.tmp").write_bytes(b"half a checkpoint")  # a kill during a save
     rerun = run_cli(*args[:5], "--resume", *args[5:])
     assert rerun.returncode == 0, rerun.stderr
@@ -466,9 +494,12 @@ def test_train_killed_mid_epoch_resumes_to_the_same_weights(tmp_path) -> None:
 
 def test_debug_flag_shows_the_traceback(tmp_path) -> None:
     missing = tmp_path / "missing.json"
-    proc = run_cli("-m", "hoi", "eval", "--anno", str(missing), "--detections", str(tmp_path / "r.npz"))
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr and f"error: annotation file not found: {missing}" in proc.stderr
-    proc = run_cli("-m", "hoi", "eval", "--anno", str(missing), "--detections", str(tmp_path / "r.npz"), "--debug")
+    proc = run_cli("-m", "hoi", "eval", "--anno", str(missing), "--detections",
+                   str(tmp_path / "r.npz"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"error: annotation file not found: {missing}" in proc.stderr
+    proc = run_cli("-m", "hoi", "eval", "--anno", str(missing), "--detections",
+                   str(tmp_path / "r.npz"), "--debug")
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 
 
@@ -477,7 +508,8 @@ def test_torchrun_rank_errors_are_one_line(tmp_path) -> None:
     missing = tmp_path / "nowhere"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_PORT": "29533"}
     env.pop("HOI_DEBUG", None)
-    proc = subprocess.run(["bash", str(REPO / "scripts/train.sh"), "2", str(REPO / "configs/hico/base.yaml"),
+    proc = subprocess.run(["bash", str(REPO / "scripts/train.sh"), "2",
+                           str(REPO / "configs/hico/base.yaml"),
                            f"data.root={missing}", "device=cpu", f"output_dir={tmp_path / 'run'}"],
                           capture_output=True, text=True, env=env, cwd=REPO, timeout=240)
     line = one_error(proc.stderr, missing / "instances_train2015.json")
@@ -494,7 +526,8 @@ def test_detection_writer_on_a_full_disk_raises_and_resumes(tmp_path) -> None:
     disk = mount_tmpfs(tmp_path / "disk", "2m")
     try:
         names = [f"HICO_test2015_{i:08d}.jpg" for i in range(300)]
-        det = ImageProposals(np.tile([[1, 2, 30, 40]], (100, 1)), np.full(100, 0.5), np.full(100, 49))
+        det = ImageProposals(np.tile([[1, 2, 30, 40]], (100, 1)), np.full(100, 0.5),
+                             np.full(100, 49))
         writer = ProposalWriter(disk / "d.h5", names, 100, {"kind": "detections"})
         (disk / "filler").write_bytes(b"\0" * (shutil.disk_usage(disk).free - 20_000))
         with pytest.raises(DiskFullError, match=r"d.h5.partial: the disk filled up while writing"):

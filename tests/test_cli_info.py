@@ -30,7 +30,8 @@ def test_info_table_other_placement_and_input(capsys) -> None:
     out = capsys.readouterr().out
     assert rc == 0 and "input 400x400" in out
     assert "resnet50" in out and "gc r=16 after_conv3, stages 2,3,4 (last)" in out
-    rc = main(["info", "--arch", "sac_resnet50", "attention.stages=[4]", "attention.blocks=all", "--json"])
+    rc = main(["info", "--arch", "sac_resnet50", "attention.stages=[4]", "attention.blocks=all",
+               "--json"])
     info = json.loads(capsys.readouterr().out)
     assert abs(info["params"] / 1e6 - 25.98) <= 0.005
 
@@ -51,7 +52,8 @@ def test_env_reports_versions_and_detectron2() -> None:
 
     from hoi.detectron2_compat import import_detectron2
 
-    assert info["torch"] == torch.__version__ and info["cuda_available"] is torch.cuda.is_available()
+    assert info["torch"] == torch.__version__
+    assert info["cuda_available"] is torch.cuda.is_available()
     assert info["detectron2"] == import_detectron2().__version__
     assert isinstance(info["detectron2_cpp_ops"], bool)
     assert isinstance(info["gpus"], list)

@@ -40,7 +40,8 @@ def _official() -> dict[str, list[OfficialImage]]:
     ]
     ten_humans = np.array([[1, 1, 5 + k, 9] for k in range(10)], dtype=float)
     train = [OfficialImage("HICO_train2015_00000001.jpg", 50, 40, 3, [
-        OfficialHOI(12, ten_humans, np.array([[2, 2, 30, 30]]), np.stack([np.arange(1, 11), np.ones(10, int)], 1)),
+        OfficialHOI(12, ten_humans, np.array([[2, 2, 30, 30]]),
+                    np.stack([np.arange(1, 11), np.ones(10, int)], 1)),
         OfficialHOI(9, np.array([[1, 1, 5, 5]]), np.array([[2, 2, 6, 6]]), np.array([[1, 1]])),
     ])]
     return {"train": train, "test": test}
@@ -56,7 +57,8 @@ def test_convert_every_layout(tmp_path) -> None:
     assert test["filenames"][3] == "HICO_test2015_00000007.jpg" and test["size"][0] == [120, 100]
     a = test["annotation"][0]
     assert a["hoi"] == [11, 11, 8]  # invisible entry left out, one pair per connection
-    assert a["boxes_h"] == [H1, H2, H2] and a["boxes_o"] == [O1, O1, O1]  # boxes unchanged (1-based)
+    # boxes unchanged (1-based)
+    assert a["boxes_h"] == [H1, H2, H2] and a["boxes_o"] == [O1, O1, O1]
     assert a["object"] == [int(meta.hoi_object[11])] * 2 + [int(meta.hoi_object[8])]
     assert a["verb"] == [int(meta.hoi_verb[11])] * 2 + [int(meta.hoi_verb[8])]
     assert test["annotation"][3]["hoi"] == [0]
@@ -71,14 +73,17 @@ def test_convert_every_layout(tmp_path) -> None:
 def test_single_image_split_and_scalar_fields(tmp_path) -> None:
     """A 1x1 bbox_test, a 1x1 hoi and a 1x1 bboxhuman collapse to bare structs when read."""
     hoi = {"id": 3.0, "bboxhuman": {"x1": 1, "y1": 2, "x2": 3, "y2": 4},
-           "bboxobject": {"x1": 2, "y1": 2, "x2": 9, "y2": 9}, "connection": np.array([1.0, 1.0]), "invis": 0}
-    record = {"filename": "HICO_test2015_00000001.jpg", "size": {"width": 10, "height": 10, "depth": 3}, "hoi": hoi}
+           "bboxobject": {"x1": 2, "y1": 2, "x2": 9, "y2": 9}, "connection": np.array([1.0, 1.0]),
+           "invis": 0}
+    record = {"filename": "HICO_test2015_00000001.jpg",
+              "size": {"width": 10, "height": 10, "depth": 3}, "hoi": hoi}
     scipy.io.savemat(tmp_path / "a.mat", {"bbox_test": record})
     images = read_anno_bbox_mat(tmp_path / "a.mat")["test"]
     assert len(images) == 1 and images[0].hois[0].connection.tolist() == [[1, 1]]
     out = convert_anno_bbox(tmp_path / "a.mat", tmp_path / "out")
     data = load_annotations(out["test"])
-    assert data["annotation"][0]["boxes_h"] == [[1.0, 2.0, 3.0, 4.0]] and data["annotation"][0]["hoi"] == [2]
+    assert (data["annotation"][0]["boxes_h"] == [[1.0, 2.0, 3.0, 4.0]]
+            and data["annotation"][0]["hoi"] == [2])
     assert "train" not in out
 
 
@@ -118,7 +123,8 @@ def test_shared_boxes_and_json_accepted_as_is(tmp_path, shared_dir) -> None:
 
 def test_anno_mat_checks(tmp_path) -> None:
     write_official_mat(_official(), tmp_path / "anno_bbox.mat")
-    dicts = {"test": load_annotations(convert_anno_bbox(tmp_path / "anno_bbox.mat", tmp_path / "j")["test"])}
+    dicts = {"test": load_annotations(convert_anno_bbox(tmp_path / "anno_bbox.mat",
+                                                        tmp_path / "j")["test"])}
     write_anno_mat(dicts, tmp_path / "anno.mat")
     convert_anno_bbox(tmp_path / "anno_bbox.mat", tmp_path / "k", tmp_path / "anno.mat")
     mat = scipy.io.loadmat(tmp_path / "anno.mat")
@@ -138,7 +144,8 @@ def test_errors_name_file_record_and_field(tmp_path) -> None:
     msg = str(err.value)
     assert "bad.mat" in msg and "bbox_test(4)" in msg and "HICO_test2015_00000007.jpg" in msg
     assert "hoi(1).connection" in msg
-    scipy.io.savemat(tmp_path / "nosize.mat", {"bbox_test": {"filename": "x.jpg", "size": {"width": 3}, "hoi": []}})
+    scipy.io.savemat(tmp_path / "nosize.mat",
+                     {"bbox_test": {"filename": "x.jpg", "size": {"width": 3}, "hoi": []}})
     with pytest.raises(AnnotationError, match=r"bbox_test\(1\) 'x.jpg'.*height"):
         convert_anno_bbox(tmp_path / "nosize.mat", tmp_path / "out")
     scipy.io.savemat(tmp_path / "other.mat", {"foo": 1})

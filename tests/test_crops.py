@@ -16,11 +16,13 @@ from .photos import make_photo_split
 def test_crops_make_an_image_folder(tmp_path: Path) -> None:
     images, anno = make_photo_split(tmp_path, n=5, max_side=120)
     out = tmp_path / "crops"
-    assert crops_main(["--images", str(images), "--anno", str(anno), "--out", str(out), "--size", "24",
+    assert crops_main(["--images", str(images), "--anno", str(anno), "--out", str(out), "--size",
+                       "24",
                        "--min-per-class", "2", "--val-fraction", "0.4"]) == 0
     for split in ("train", "val"):
         assert sorted(p.name for p in (out / split).iterdir()) == ["cup", "person"]
-    files = sorted((out / "train" / "person").glob("*.jpg")) + sorted((out / "val" / "person").glob("*.jpg"))
+    files = (sorted((out / "train" / "person").glob("*.jpg"))
+             + sorted((out / "val" / "person").glob("*.jpg")))
     assert len(files) == 5 and len(list((out / "val" / "person").glob("*.jpg"))) == 2
     with Image.open(files[0]) as img:
         assert img.size == (24, 24)

@@ -65,7 +65,8 @@ def _args(split, weights: Path, out: Path, *extra: str, batch: int = 1) -> list[
     reference must batch alike."""
     images, anno = split
     return ["--images", str(images), "--anno", str(anno), "--out", str(out), "--config", CONFIG,
-            "--weights", str(weights), "--device", "cpu", "--workers", "0", "--batch-size", str(batch),
+            "--weights", str(weights), "--device", "cpu", "--workers", "0", "--batch-size",
+            str(batch),
             *SIZE, *extra]
 
 
@@ -95,7 +96,8 @@ def test_faster_rcnn_detections_file(split, anchor_weights, reference) -> None:
 
 def test_batched_run_with_score_and_count_limits(split, anchor_weights, tmp_path) -> None:
     out = tmp_path / "few.h5"
-    args = _args(split, anchor_weights, out, "--max-per-image", "3", "--score-thresh", "0.5", batch=3)
+    args = _args(split, anchor_weights, out, "--max-per-image", "3", "--score-thresh", "0.5",
+                 batch=3)
     assert detect_main(args) == 0
     det = ProposalFile(out)
     assert all(1 <= len(det[i]) <= 3 for i in range(len(det)))
@@ -134,20 +136,23 @@ def test_ground_truth_source(split, tmp_path) -> None:
         "boxes_h": [[1, 1, 50, 80], [1, 1, 50, 80]],
         "boxes_o": [[60, 10, 90, 40], [40, 2, 70, 70]],
         "object": [41, PERSON_OBJECT], "verb": [36, 31],
-        "hoi": [int(hico_metadata().pair_to_hoi[41, 36]), int(hico_metadata().pair_to_hoi[PERSON_OBJECT, 31])],
+        "hoi": [int(hico_metadata().pair_to_hoi[41, 36]),
+                int(hico_metadata().pair_to_hoi[PERSON_OBJECT, 31])],
     }
     d = gt_proposals_jittered(anno, 0)
     assert d.labels.tolist() == [PERSON_OBJECT, 41, PERSON_OBJECT]
     assert d.boxes.tolist() == [[1, 1, 50, 80], [60, 10, 90, 40], [40, 2, 70, 70]]
     assert (d.scores == 1).all()
-    j1, j2 = gt_proposals_jittered(anno, 0, jitter=0.1, seed=3), gt_proposals_jittered(anno, 0, jitter=0.1, seed=3)
+    j1, j2 = (gt_proposals_jittered(anno, 0, jitter=0.1, seed=3),
+              gt_proposals_jittered(anno, 0, jitter=0.1, seed=3))
     assert np.array_equal(j1.boxes, j2.boxes) and not np.array_equal(j1.boxes, d.boxes)
     w, h = anno["size"][0]
     assert (j1.boxes[:, 2] <= w).all() and (j1.boxes[:, :2] >= 1).all()
     path = tmp_path / "instances.json"
     path.write_text(json.dumps(anno))
     out = tmp_path / "gt.h5"
-    assert detect_main(["--source", "gt", "--anno", str(path), "--out", str(out), "--jitter", "0.1", "--seed", "3"]) == 0
+    assert detect_main(["--source", "gt", "--anno", str(path), "--out", str(out), "--jitter", "0.1",
+                        "--seed", "3"]) == 0
     np.testing.assert_array_equal(ProposalFile(out)[0].boxes, j1.boxes)
 
 
@@ -160,7 +165,8 @@ def test_import_source(split, tmp_path, capsys) -> None:
             {"boxes": [[0, 0, 9, 19], [5, 5, 30, 30]], "scores": [0.9, 0.4], "labels": [1, 42]}
         ))
     out = tmp_path / "imp.h5"
-    args = ["--source", "import", "--anno", str(split[1]), "--out", str(out), "--import-dir", str(folder),
+    args = ["--source", "import", "--anno", str(split[1]), "--out", str(out), "--import-dir",
+            str(folder),
             "--import-labels", "coco80", "--import-boxes", "0-based"]
     assert detect_main(args) == 0
     d = ProposalFile(out)[0]
@@ -178,7 +184,8 @@ def test_resume_after_sigkill(split, anchor_weights, reference, tmp_path) -> Non
     out = tmp_path / "detections.h5"
     cmd = [sys.executable, "-m", "data_prep.detect", *_args(split, anchor_weights, out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=env)
     for line in proc.stdout:
         if "done 2/" in line:
             proc.send_signal(signal.SIGKILL)
@@ -209,7 +216,8 @@ def test_torchrun_two_ranks_equal_one_process(split, anchor_weights, reference, 
         np.testing.assert_allclose(got[i].boxes, ref[i].boxes, atol=1e-3)
 
 
-def test_image_size_unlike_the_annotation_is_refused(split, anchor_weights, tmp_path, capsys) -> None:
+def test_image_size_unlike_the_annotation_is_refused(split, anchor_weights, tmp_path,
+                                                     capsys) -> None:
     images, anno_path = split
     anno = read_json(anno_path)
     w, h = anno["size"][1]
@@ -223,7 +231,8 @@ def test_image_size_unlike_the_annotation_is_refused(split, anchor_weights, tmp_
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if "error:" in line]
     assert "Traceback" not in err and len(lines) == 1
-    assert f"{images / anno['filenames'][1]}: decoded size {w}x{h} (w x h), but {bad} gives {w + 10}x{h}" in lines[0]
+    assert (f"{images / anno['filenames'][1]}: decoded size {w}x{h} (w x h), "
+            f"but {bad} gives {w + 10}x{h}") in lines[0]
     assert not out.exists()
     import h5py
 

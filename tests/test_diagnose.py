@@ -41,7 +41,8 @@ def _ap11(seq: list[int], npos: int) -> float:
         return 0.0
     tp = np.cumsum(seq)
     rec, prec = tp / npos, tp / np.arange(1, len(seq) + 1)
-    return sum(max((p for p, r in zip(prec, rec) if r >= t), default=0.0) for t in recall_thresholds()) / 11
+    return sum(max((p for p, r in zip(prec, rec) if r >= t), default=0.0)
+               for t in recall_thresholds()) / 11
 
 
 class Injected:
@@ -53,12 +54,14 @@ class Injected:
         gt = ground_truth_arrays(data)
         self.npos = np.bincount(gt.hoi, minlength=600)
         per_image = np.bincount(gt.image_index, minlength=gt.num_images)
-        singles = [int(np.flatnonzero(gt.image_index == i)[0]) for i in np.flatnonzero(per_image == 1)]
+        singles = [int(np.flatnonzero(gt.image_index == i)[0])
+                   for i in np.flatnonzero(per_image == 1)]
         used: set[int] = set()  # classes that already hold an injected error or a missed pair
-        rows = {"image_index": list(gt.image_index), "boxes_h": list(gt.boxes_h), "boxes_o": list(gt.boxes_o),
-                "hoi": list(gt.hoi), "score": [0.5] * len(gt.hoi)}
+        rows = {"image_index": list(gt.image_index), "boxes_h": list(gt.boxes_h),
+                "boxes_o": list(gt.boxes_o), "hoi": list(gt.hoi), "score": [0.5] * len(gt.hoi)}
         self.kind: list[str] = ["tp"] * len(gt.hoi)
-        self.seq: dict[int, list[int]] = {c: [1] * int(n) for c, n in enumerate(self.npos)}  # per-class ranking
+        # per-class ranking
+        self.seq: dict[int, list[int]] = {c: [1] * int(n) for c, n in enumerate(self.npos)}
 
         def free_single(extra=lambda g: True):
             for g in singles:
@@ -73,7 +76,8 @@ class Injected:
 
         def add(kind: str, img: int, bh, bo, c: int, score: float = 1.0) -> None:
             for key, value in (("image_index", img), ("boxes_h", np.asarray(bh, dtype=float)),
-                               ("boxes_o", np.asarray(bo, dtype=float)), ("hoi", c), ("score", score)):
+                               ("boxes_o", np.asarray(bo, dtype=float)), ("hoi", c),
+                               ("score", score)):
                 rows[key].append(value)
             self.kind.append(kind)
             used.add(c)
@@ -86,7 +90,8 @@ class Injected:
             used.add(int(gt.hoi[g]))
             self.seq[int(gt.hoi[g])] = self.seq[int(gt.hoi[g])][1:]
         for _ in range(PER_TYPE):
-            # duplicate: same score as its pair's exact detection, a later row -> ranked right after it
+            # duplicate: same score as its pair's exact detection, a later row -> ranked right
+            # after it
             g = free_single(lambda g: self.npos[gt.hoi[g]] >= 2)
             c = int(gt.hoi[g])
             rows["score"][g] = 1.0
@@ -99,21 +104,27 @@ class Injected:
             add("wrong_object", gt.image_index[g], gt.boxes_h[g], gt.boxes_o[g],
                 other_class(False, int(gt.object[g])))
             g = free_single()
-            add("human_loc", gt.image_index[g], _crop(gt.boxes_h[g], LOC_IOU), gt.boxes_o[g], int(gt.hoi[g]))
-            g = free_single()
-            add("object_loc", gt.image_index[g], gt.boxes_h[g], _crop(gt.boxes_o[g], LOC_IOU), int(gt.hoi[g]))
-            g = free_single()
-            add("both_loc", gt.image_index[g], _crop(gt.boxes_h[g], LOC_IOU), _crop(gt.boxes_o[g], LOC_IOU),
+            add("human_loc", gt.image_index[g], _crop(gt.boxes_h[g], LOC_IOU), gt.boxes_o[g],
                 int(gt.hoi[g]))
             g = free_single()
-            add("class_and_loc", gt.image_index[g], _crop(gt.boxes_h[g], LOC_IOU), _crop(gt.boxes_o[g], LOC_IOU),
+            add("object_loc", gt.image_index[g], gt.boxes_h[g], _crop(gt.boxes_o[g], LOC_IOU),
+                int(gt.hoi[g]))
+            g = free_single()
+            add("both_loc", gt.image_index[g], _crop(gt.boxes_h[g], LOC_IOU),
+                _crop(gt.boxes_o[g], LOC_IOU),
+                int(gt.hoi[g]))
+            g = free_single()
+            add("class_and_loc", gt.image_index[g], _crop(gt.boxes_h[g], LOC_IOU),
+                _crop(gt.boxes_o[g], LOC_IOU),
                 other_class(False, int(gt.object[g])))
             g = free_single()
-            add("background", gt.image_index[g], _disjoint(gt.boxes_h[g]), _disjoint(gt.boxes_o[g]), int(gt.hoi[g]))
+            add("background", gt.image_index[g], _disjoint(gt.boxes_h[g]), _disjoint(gt.boxes_o[g]),
+                int(gt.hoi[g]))
         # background on an image without any GT pair
         empty = int(np.flatnonzero(per_image == 0)[0])
         add("background", empty, [1, 1, 50, 80], [30, 30, 90, 90], other_class(False, -1))
-        # mis-grouping: two pairs of one class, far apart; the human of one with the object of the other
+        # mis-grouping: two pairs of one class, far apart; the human of one with the object of
+        # the other
         n = 0
         for i in np.flatnonzero(per_image == 2):
             a, b = np.flatnonzero(gt.image_index == i)
@@ -128,9 +139,10 @@ class Injected:
         keep = [k for k, s in enumerate(rows["score"]) if s is not None]
         self.kind = [self.kind[k] for k in keep]
         hoi = np.asarray(rows["hoi"])[keep]
-        self.det = HOIResults(np.asarray(rows["image_index"])[keep], np.stack(rows["boxes_h"])[keep],
-                                 np.stack(rows["boxes_o"])[keep], META.hoi_object[hoi], hoi,
-                                 np.asarray(rows["score"], dtype=object)[keep].astype(float))
+        self.det = HOIResults(np.asarray(rows["image_index"])[keep],
+                              np.stack(rows["boxes_h"])[keep],
+                              np.stack(rows["boxes_o"])[keep], META.hoi_object[hoi], hoi,
+                              np.asarray(rows["score"], dtype=object)[keep].astype(float))
 
     def expected_counts(self) -> dict[str, int]:
         return {t: self.kind.count(t) for t in ERROR_TYPES}
@@ -173,7 +185,8 @@ def test_injected_errors_get_their_types(real) -> None:
     assert d["true_positives"] == int(inj.npos.sum()) - MISSED
     # detection by detection: the outcome of each row is the kind it was built as
     kind_of_row = np.asarray(inj.kind)[diag.order]
-    outcome = np.where(diag.outcome == TRUE_POSITIVE, "tp", np.asarray(ERROR_TYPES)[np.maximum(diag.outcome, 0)])
+    outcome = np.where(diag.outcome == TRUE_POSITIVE, "tp",
+                       np.asarray(ERROR_TYPES)[np.maximum(diag.outcome, 0)])
     assert (outcome == kind_of_row).all()
 
 
@@ -188,14 +201,16 @@ def test_gains_are_the_evaluators_on_the_filtered_file(real) -> None:
         assert len(kept) == len(inj.det) - d["false_positives"][t]
         r = evaluate(data, kept, "default")["default"]
         # exactly what `hoi eval` reports for the filtered file, bit for bit
-        assert d["map_gain_if_removed"][t] == {"full": r.full - full.full, "rare": r.rare_map - full.rare_map,
+        assert d["map_gain_if_removed"][t] == {"full": r.full - full.full,
+                                               "rare": r.rare_map - full.rare_map,
                                                "non_rare": r.non_rare_map - full.non_rare_map}
         assert d["splits"]["rare"]["map_gain_if_removed"][t] == r.rare_map - full.rare_map
         assert [c["ap_gain_if_removed"][t] for c in d["per_class"]] == (r.ap - full.ap).tolist()
         # and what the known rankings give
         gain = inj.expected_ap(t) - inj.expected_ap()
         assert d["map_gain_if_removed"][t]["full"] == pytest.approx(gain.mean(), abs=1e-12)
-        assert d["map_gain_if_removed"][t]["rare"] == pytest.approx(gain[sorted(rare)].mean(), abs=1e-12)
+        assert d["map_gain_if_removed"][t]["rare"] == pytest.approx(gain[sorted(rare)].mean(),
+                                                                    abs=1e-12)
         assert gain.sum() > 0  # every injected type costs AP
     np.testing.assert_allclose(full.ap, inj.expected_ap(), atol=1e-12)
 
@@ -208,7 +223,8 @@ def test_splits_and_classes_add_up(real) -> None:
     for key in ("true_positives", "missed"):
         assert rare[key] + non_rare[key] == d[key] == sum(c[key] for c in d["per_class"])
     for t in ERROR_TYPES:
-        assert rare["false_positives"][t] + non_rare["false_positives"][t] == d["false_positives"][t]
+        assert (rare["false_positives"][t] + non_rare["false_positives"][t]
+                == d["false_positives"][t])
     classes = d["per_class"]
     assert len(classes) == 600 and classes[0]["name"] == META.hoi_names[0]
     assert sum(c["num_detections"] for c in classes) == len(inj.det)
@@ -237,26 +253,31 @@ def test_map_gain_of_a_known_class(real) -> None:
 def _classes():
     obj = META.hoi_object
     c1 = 0
-    c2 = int(np.flatnonzero((obj == obj[c1]) & (np.arange(600) != c1))[0])  # same object, another verb
+    c2 = int(np.flatnonzero((obj == obj[c1])
+                            & (np.arange(600) != c1))[0])  # same object, another verb
     c3 = int(np.flatnonzero(obj != obj[c1])[0])  # another object
     return c1, c2, c3
 
 
 def _scene(pairs: list[tuple[list, list, int]], dets: list[tuple[list, list, int, float]]):
     """One image per scene is too many files; one annotation with this single image."""
-    p = {"boxes_h": [a for a, _, _ in pairs], "boxes_o": [b for _, b, _ in pairs], "hoi": [c for *_, c in pairs],
-         "object": [int(META.hoi_object[c]) for *_, c in pairs], "verb": [int(META.hoi_verb[c]) for *_, c in pairs]}
+    p = {"boxes_h": [a for a, _, _ in pairs], "boxes_o": [b for _, b, _ in pairs],
+         "hoi": [c for *_, c in pairs],
+         "object": [int(META.hoi_object[c]) for *_, c in pairs],
+         "verb": [int(META.hoi_verb[c]) for *_, c in pairs]}
     data = build_instances(["HICO_test2015_00000001.jpg"], [(640, 480)], [p])
-    det = HOIResults(np.zeros(len(dets), dtype=np.int64), [d[0] for d in dets], [d[1] for d in dets],
-                        [int(META.hoi_object[d[2]]) for d in dets], [d[2] for d in dets], [d[3] for d in dets])
+    det = HOIResults(np.zeros(len(dets), dtype=np.int64), [d[0] for d in dets],
+                     [d[1] for d in dets],
+                     [int(META.hoi_object[d[2]]) for d in dets], [d[2] for d in dets],
+                     [d[3] for d in dets])
     diag = diagnose(data, det, classes="annotated")
     out = np.empty(len(dets), dtype=object)
     out[diag.order] = [("tp" if o == TRUE_POSITIVE else ERROR_TYPES[o]) for o in diag.outcome]
     return list(out)
 
 
-H, O = [1, 1, 100, 100], [201, 1, 300, 100]
-H2, O2 = [1, 301, 100, 400], [201, 301, 300, 400]  # far from H and O
+H, O1 = [1, 1, 100, 100], [201, 1, 300, 100]
+H2, O2 = [1, 301, 100, 400], [201, 301, 300, 400]  # far from H and O1
 
 
 @pytest.mark.parametrize("case", ["duplicate_before_wrong_verb", "wrong_verb_before_human_loc",
@@ -264,17 +285,28 @@ H2, O2 = [1, 301, 100, 400], [201, 301, 300, 400]  # far from H and O
                                   "human_loc_before_both_loc", "both_loc_before_class_and_loc"])
 def test_the_first_rule_that_applies_wins(case: str) -> None:
     c1, c2, c3 = _classes()
-    half = lambda b: _crop(b, LOC_IOU)  # noqa: E731
-    quarter = lambda b: _crop(b, 0.2)  # noqa: E731
+
+    def half(b):
+        return _crop(b, LOC_IOU)
+
+    def quarter(b):
+        return _crop(b, 0.2)
+
     pairs, dets, want = {
-        "duplicate_before_wrong_verb": ([(H, O, c1), (H, O, c2)], [(H, O, c1, 0.9), (H, O, c1, 0.8)],
+        "duplicate_before_wrong_verb": ([(H, O1, c1), (H, O1, c2)],
+                                        [(H, O1, c1, 0.9), (H, O1, c1, 0.8)],
                                         ["tp", "duplicate"]),
-        "wrong_verb_before_human_loc": ([(H, O, c1), (half(H), O, c2)], [(H, O, c2, 0.9)], ["wrong_verb"]),
-        "wrong_object_before_object_loc": ([(H, O, c1), (H, half(O), c3)], [(H, O, c3, 0.9)], ["wrong_object"]),
-        "mis_grouping_before_human_loc": ([(H, O, c1), (half(H), O2, c1)], [(H, O2, c1, 0.9)], ["mis_grouping"]),
-        "human_loc_before_both_loc": ([(half(H), O, c1), (quarter(H), quarter(O), c1)], [(H, O, c1, 0.9)],
+        "wrong_verb_before_human_loc": ([(H, O1, c1), (half(H), O1, c2)], [(H, O1, c2, 0.9)],
+                                        ["wrong_verb"]),
+        "wrong_object_before_object_loc": ([(H, O1, c1), (H, half(O1), c3)], [(H, O1, c3, 0.9)],
+                                           ["wrong_object"]),
+        "mis_grouping_before_human_loc": ([(H, O1, c1), (half(H), O2, c1)], [(H, O2, c1, 0.9)],
+                                          ["mis_grouping"]),
+        "human_loc_before_both_loc": ([(half(H), O1, c1), (quarter(H), quarter(O1), c1)],
+                                      [(H, O1, c1, 0.9)],
                                       ["human_loc"]),
-        "both_loc_before_class_and_loc": ([(half(H), half(O), c1), (quarter(H), quarter(O), c3)], [(H, O, c1, 0.9)],
+        "both_loc_before_class_and_loc": ([(half(H), half(O1), c1), (quarter(H), quarter(O1), c3)],
+                                          [(H, O1, c1, 0.9)],
                                           ["both_loc"]),
     }[case]
     assert _scene(pairs, dets) == want
@@ -289,7 +321,8 @@ def test_thresholds_are_inclusive_with_the_plus_one_convention() -> None:
     pairs = [(g, far, c1)]
     assert _scene(pairs, [(tenth, tenth_o, c1, 1.0)]) == ["both_loc"]
     assert _scene(pairs, [(below, far, c1, 1.0)]) == ["background"]  # human IoU under 0.1
-    assert _scene(pairs, [(half, [101, 101, 120, 109.8], c1, 1.0)]) == ["object_loc"]  # object IoU 0.49
+    # object IoU 0.49
+    assert _scene(pairs, [(half, [101, 101, 120, 109.8], c1, 1.0)]) == ["object_loc"]
     assert _scene(pairs, [(half, [101, 101, 120, 110], c1, 1.0)]) == ["tp"]
     assert _scene(pairs, [(tenth, tenth_o, c3, 1.0)]) == ["class_and_loc"]
     assert _scene(pairs, [(below, tenth_o, c3, 1.0)]) == ["background"]
@@ -305,12 +338,14 @@ def test_hoi_diagnose_command(real, shared_dir, tmp_path, capsys) -> None:
     anno = shared_dir / "hicodet" / "instances_test2015.json"
     out = tmp_path / "diag"
     background_classes = {int(c) for c, k in zip(inj.det.hoi, inj.kind) if k == "background"}
-    assert hoi_main(["diagnose", "--anno", str(anno), "--detections", str(main), "--compare", str(other),
+    assert hoi_main(["diagnose", "--anno", str(anno), "--detections", str(main), "--compare",
+                     str(other),
                      "--out", str(out), "--top", str(len(background_classes))]) == 0
     printed = capsys.readouterr().out
     assert "wrong_verb" in printed and "mis_grouping" in printed
     d = json.loads((out / "diagnosis.json").read_text())
-    for key in ("true_positives", "missed", "false_positives", "map_gain_if_removed", "splits", "per_class",
+    for key in ("true_positives", "missed", "false_positives", "map_gain_if_removed", "splits",
+                "per_class",
                 "score_ranking", "compare"):
         assert key in d
     assert list(d["false_positives"]) == list(ERROR_TYPES)
@@ -343,18 +378,21 @@ def test_hoi_diagnose_refuses_bad_results_in_one_line(real, shared_dir, tmp_path
 def test_an_empty_split_is_null_in_json() -> None:
     c1, _, _ = _classes()
     data = build_instances(["HICO_test2015_00000001.jpg"], [(640, 480)],
-                           [{"boxes_h": [H], "boxes_o": [O], "hoi": [c1], "object": [int(META.hoi_object[c1])],
+                           [{"boxes_h": [H], "boxes_o": [O1], "hoi": [c1],
+                             "object": [int(META.hoi_object[c1])],
                              "verb": [int(META.hoi_verb[c1])]}])
-    det = HOIResults([0, 0], [H, H2], [O, O2], [int(META.hoi_object[c1])] * 2, [c1, c1], [0.9, 0.95])
+    det = HOIResults([0, 0], [H, H2], [O1, O2], [int(META.hoi_object[c1])] * 2, [c1, c1],
+                     [0.9, 0.95])
     d = diagnose(data, det, classes="annotated").to_dict()
     empty = "non_rare" if c1 in set(data["rare"]) else "rare"
     assert d["map"][empty] is None and d["map_gain_if_removed"]["background"][empty] is None
-    assert d["map"]["full"] == pytest.approx(0.5) and d["map_gain_if_removed"]["background"]["full"] == pytest.approx(0.5)
+    assert d["map"]["full"] == pytest.approx(0.5)
+    assert d["map_gain_if_removed"]["background"]["full"] == pytest.approx(0.5)
     json.dumps(d, allow_nan=False)  # strict JSON
 
 
 @pytest.mark.parametrize("argv, match", [(["--loc-iou", "0.6"], "--loc-iou 0.6 and --iou 0.5"),
-                                          (["--top", "0"], "--top 0")])
+                                         (["--top", "0"], "--top 0")])
 def test_hoi_diagnose_refuses_bad_options(shared_dir, tmp_path, capsys, argv, match) -> None:
     anno = shared_dir / "hicodet" / "instances_test2015.json"
     assert hoi_main(["diagnose", "--anno", str(anno), "--detections", str(tmp_path / "none.npz"),
@@ -363,10 +401,12 @@ def test_hoi_diagnose_refuses_bad_options(shared_dir, tmp_path, capsys, argv, ma
     assert len(err) == 1 and match in err[0]
 
 
-def test_results_of_another_annotation_are_refused_unless_allowed(real, shared_dir, tmp_path, capsys) -> None:
+def test_results_of_another_annotation_are_refused_unless_allowed(real, shared_dir, tmp_path,
+                                                                  capsys) -> None:
     _, inj, _ = real
     det = inj.det.select(slice(None))
-    det.meta = {"annotation": {"file": "instances_test2015.json", "sha256": "0" * 64}}  # as hoi test records it
+    det.meta = {"annotation": {"file": "instances_test2015.json",
+                               "sha256": "0" * 64}}  # as hoi test records it
     det.save(tmp_path / "r.npz")
     argv = ["diagnose", "--anno", str(shared_dir / "hicodet" / "instances_test2015.json"),
             "--detections", str(tmp_path / "r.npz"), "--out", str(tmp_path / "o")]

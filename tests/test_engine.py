@@ -47,7 +47,8 @@ def test_atomic_save_leaves_the_old_file_when_writing_fails(tmp_path, monkeypatc
 def test_load_checkpoint_names_file_and_mismatch(tmp_path):
     path = tmp_path / "c.pth"
     atomic_save({"arch": {"depth": 50, "attention": {"type": "sac"}}, "model": {}}, path)
-    assert load_checkpoint(path, expected_arch={"depth": 50, "attention": {"type": "sac"}})["model"] == {}
+    assert load_checkpoint(path, expected_arch={"depth": 50,
+                                                "attention": {"type": "sac"}})["model"] == {}
     with pytest.raises(CheckpointError) as err:
         load_checkpoint(path, expected_arch={"depth": 101, "attention": {"type": "sac"}})
     assert str(path) in str(err.value) and "depth: checkpoint 50, this run 101" in str(err.value)
@@ -80,12 +81,16 @@ def test_metrics_writer_drops_records_after_the_resume_step(tmp_path):
     assert [r["step"] for r in records] == [0, 1, 2, 3]
     assert records[-1]["loss"] == "nan" and records[0]["epoch"] == 1
     assert list((tmp_path / "tensorboard").iterdir())
-    MetricsWriter(tmp_path / "other", enabled=False).write(0, {"x": 1})  # a no-op off the main process
+    # a no-op off the main process
+    MetricsWriter(tmp_path / "other", enabled=False).write(0, {"x": 1})
     assert not (tmp_path / "other").exists()
 
 
 def test_lr_schedule_is_the_papers():
-    f = lambda epoch: 0.1 * lr_factor(epoch, warmup_epochs=5, warmup_start_factor=0.0, step_epochs=30, gamma=0.1)  # noqa: E731
+    def f(epoch):
+        return 0.1 * lr_factor(epoch, warmup_epochs=5, warmup_start_factor=0.0, step_epochs=30,
+                               gamma=0.1)
+
     assert f(0) == 0.0 and f(2.5) == pytest.approx(0.05) and f(5) == pytest.approx(0.1)
     assert f(29.9) == pytest.approx(0.1) and f(30) == pytest.approx(0.01)
     assert f(60) == pytest.approx(0.001) and f(99.9) == pytest.approx(0.0001)
@@ -125,7 +130,8 @@ def _gather_worker(rank: int, world_size: int, port: int, out: str) -> None:
         total = all_reduce_sum(torch.tensor([len(shard)]))
         objects = all_gather_objects({"rank": rank})
         if rank == 0:
-            torch.save({"gathered": gathered, "total": total, "objects": objects, "shard": shard}, out)
+            torch.save({"gathered": gathered, "total": total, "objects": objects, "shard": shard},
+                       out)
     finally:
         dist.destroy_process_group()
 
@@ -134,7 +140,8 @@ def test_sharded_evaluation_gather_on_two_gloo_processes(tmp_path):
     """9 samples on 2 processes: shards of 5 and 4 (no padding), gathered once each."""
     out = tmp_path / "gathered.pt"
     # fork: the children need nothing re-imported, which keeps this test at a few seconds
-    mp.start_processes(_gather_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True, start_method="fork")
+    mp.start_processes(_gather_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True,
+                       start_method="fork")
     result = torch.load(out, weights_only=True)
     assert result["shard"] == [0, 2, 4, 6, 8]
     assert result["gathered"][:, 0].tolist() == [0, 2, 4, 6, 8, 1, 3, 5, 7]

@@ -100,7 +100,9 @@ def _random_detections(data: dict, rng: np.random.Generator, n_extra: int = 60) 
     classes = np.unique(gt.hoi)
     ri = rng.integers(0, gt.num_images, size=n_extra)
     rb = np.sort(rng.integers(1, 60, size=(n_extra, 2, 2)), axis=2)
-    boxes = lambda k: np.stack([rb[:, 0, 0], rb[:, 1, 0], rb[:, 0, 1], rb[:, 1, 1]], 1) + k  # noqa: E731
+    def boxes(k):
+        return np.stack([rb[:, 0, 0], rb[:, 1, 0], rb[:, 0, 1], rb[:, 1, 1]], 1) + k
+
     hoi = np.concatenate([hoi, rng.choice(classes, size=n_extra)])
     bh = np.concatenate([bh, boxes(0)])
     bo = np.concatenate([bo, boxes(2)])
@@ -109,7 +111,8 @@ def _random_detections(data: dict, rng: np.random.Generator, n_extra: int = 60) 
     bo = np.concatenate([np.minimum(bo[:, :2], bo[:, 2:]), np.maximum(bo[:, :2], bo[:, 2:])], 1)
     score = rng.integers(0, 5, size=len(hoi)) / 4  # many ties
     perm = rng.permutation(len(hoi))
-    return HOIResults(img[perm], bh[perm], bo[perm], meta.hoi_object[hoi[perm]], hoi[perm], score[perm])
+    return HOIResults(img[perm], bh[perm], bo[perm], meta.hoi_object[hoi[perm]], hoi[perm],
+                      score[perm])
 
 
 @pytest.fixture()
@@ -121,8 +124,8 @@ def small() -> dict:
 def _one(data: dict, img, h, o, hoi, score) -> HOIResults:
     meta = hico_metadata()
     hoi = np.asarray(hoi)
-    return HOIResults(np.asarray(img), np.asarray(h, float), np.asarray(o, float), meta.hoi_object[hoi], hoi,
-                         np.asarray(score, float))
+    return HOIResults(np.asarray(img), np.asarray(h, float), np.asarray(o, float),
+                      meta.hoi_object[hoi], hoi, np.asarray(score, float))
 
 
 def _single_class(boxes_h, boxes_o, images: int = 3, hoi: int = 0) -> dict:
@@ -148,7 +151,8 @@ def test_recall_thresholds_are_matlab_colon() -> None:
 @pytest.mark.parametrize("name", ["perfect", "noisy"])
 def test_reference_results_class_by_class(shared_dir, name) -> None:
     ref = shared_dir / "hicodet" / "eval_reference"
-    result = evaluate(shared_dir / "hicodet" / "instances_test2015.json", HOIResults.load(ref / f"{name}.npz"))
+    result = evaluate(shared_dir / "hicodet" / "instances_test2015.json",
+                      HOIResults.load(ref / f"{name}.npz"))
     for setting, suffix in (("default", "def"), ("known_object", "ko")):
         with (ref / f"{name}_{suffix}.tsv").open() as f:
             rows = list(csv.DictReader(f, delimiter="\t"))
@@ -157,7 +161,8 @@ def test_reference_results_class_by_class(shared_dir, name) -> None:
         r = result[setting]
         np.testing.assert_allclose(r.ap, ap, rtol=0, atol=TOL)
         np.testing.assert_allclose(r.recall, rec, rtol=0, atol=TOL)
-        assert [int(x["rare"]) for x in rows] == np.isin(np.arange(600), r.rare).astype(int).tolist()
+        assert ([int(x["rare"]) for x in rows]
+                == np.isin(np.arange(600), r.rare).astype(int).tolist())
         full, rare, non_rare = REFERENCE_MAP[(name, setting)]
         assert abs(r.full - full) < 1e-9 + 5e-11 and abs(r.rare_map - rare) < 1e-9 + 5e-11
         assert abs(r.non_rare_map - non_rare) < 1e-9 + 5e-11
@@ -170,12 +175,14 @@ def test_equals_loop_oracle(small, seed) -> None:
     det = _random_detections(small, np.random.default_rng(seed))
     result = evaluate(small, det)
     for setting in ("default", "known_object"):
-        np.testing.assert_allclose(result[setting].ap, _oracle(small, det, setting), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(result[setting].ap, _oracle(small, det, setting), rtol=0,
+                                   atol=1e-12)
 
 
 def test_perfect_detections_give_one(small) -> None:
     gt = ground_truth_arrays(small)
-    det = HOIResults(gt.image_index, gt.boxes_h, gt.boxes_o, gt.object, gt.hoi, np.ones(len(gt.hoi)))
+    det = HOIResults(gt.image_index, gt.boxes_h, gt.boxes_o, gt.object, gt.hoi,
+                     np.ones(len(gt.hoi)))
     result = evaluate(small, det)
     present = np.unique(gt.hoi)
     for setting in ("default", "known_object"):
@@ -224,9 +231,11 @@ def test_detections_without_gt_and_known_object() -> None:
     other = int(np.flatnonzero(meta.hoi_object != meta.hoi_object[0])[0])
     oo = [70, 70, 90, 90]
     data["annotation"][2] = {"boxes_h": [g], "boxes_o": [oo], "hoi": [other],
-                             "object": [int(meta.hoi_object[other])], "verb": [int(meta.hoi_verb[other])]}
+                             "object": [int(meta.hoi_object[other])],
+                             "verb": [int(meta.hoi_verb[other])]}
     data["empty"] = [0, 3]
-    # higher-scored false positives of class 0 on image 0 (no GT at all) and image 2 (another object)
+    # higher-scored false positives of class 0 on image 0 (no GT at all) and image 2
+    # (another object)
     det = _one(data, [0, 2, 1], [g, g, g], [g, g, g], [0, 0, 0], [0.9, 0.8, 0.7])
     r = evaluate(data, det)
     assert r["default"].ap[0] == pytest.approx(1 / 3)  # FP, FP, TP
@@ -275,7 +284,8 @@ def test_bad_annotations_are_refused(small) -> None:
     with pytest.raises(AnnotationError, match="expected a JSON object"):
         evaluate([1, 2], det)  # type: ignore[arg-type]
     with pytest.raises(ResultsError, match="'hoi' has 2 rows"):
-        HOIResults(np.zeros(3), np.zeros((3, 4)), np.zeros((3, 4)), np.zeros(3), np.zeros(2), np.zeros(3))
+        HOIResults(np.zeros(3), np.zeros((3, 4)), np.zeros((3, 4)), np.zeros(3), np.zeros(2),
+                   np.zeros(3))
     with pytest.raises(ResultsError, match="'image_index'.*integers"):
         HOIResults(np.array([0.5]), np.zeros((1, 4)), np.zeros((1, 4)), [0], [0], [1.0])
 
@@ -304,8 +314,8 @@ def test_filenames_map_to_annotation_order(small) -> None:
     det = _random_detections(small, np.random.default_rng(2))
     expected = evaluate(small, det)["default"].ap
     perm = np.random.default_rng(0).permutation(len(small["filenames"]))
-    shuffled = HOIResults(np.argsort(perm)[det.image_index], det.boxes_h, det.boxes_o, det.object, det.hoi,
-                             det.score, [small["filenames"][p] for p in perm])
+    shuffled = HOIResults(np.argsort(perm)[det.image_index], det.boxes_h, det.boxes_o, det.object,
+                          det.hoi, det.score, [small["filenames"][p] for p in perm])
     assert np.array_equal(evaluate(small, shuffled)["default"].ap, expected)
     shuffled.filenames[0] = "unknown.jpg"
     with pytest.raises(ResultsError, match="unknown.jpg"):
@@ -361,14 +371,16 @@ def test_hoi_eval_command(small, tmp_path, capsys) -> None:
     result = json.loads((tmp_path / "r.json").read_text())
     expected = evaluate(small, det)
     for s in ("default", "known_object"):
-        assert set(result[s]) >= {"full", "rare", "non_rare", "ap", "recall"} and len(result[s]["ap"]) == 600
+        assert (set(result[s]) >= {"full", "rare", "non_rare", "ap", "recall"}
+                and len(result[s]["ap"]) == 600)
         assert result[s]["full"] == expected[s].full and result[s]["ap"] == expected[s].ap.tolist()
     with (tmp_path / "c.csv").open() as f:
         assert len(list(csv.reader(f))) == 601
     code = hoi_main(["eval", "--anno", str(anno), "--detections", str(tmp_path / "mat"),
                      "--setting", "default", "--json", str(tmp_path / "m.json")])
     assert code == 0
-    assert json.loads((tmp_path / "m.json").read_text())["default"]["ap"] == expected["default"].ap.tolist()
+    saved = json.loads((tmp_path / "m.json").read_text())
+    assert saved["default"]["ap"] == expected["default"].ap.tolist()
 
 
 def test_annotated_classes_average_only_classes_with_ground_truth() -> None:
@@ -385,8 +397,8 @@ def test_annotated_classes_average_only_classes_with_ground_truth() -> None:
              for h, o, v in ((hoi_a, cup, hold), (hoi_b, horse, ride))]
     data = build_instances(["a.jpg", "b.jpg"], [[100, 100], [100, 100]], pairs)
     det = HOIResults(image_index=np.array([0, 1]), boxes_h=np.array([box_h] * 2, dtype=float),
-                        boxes_o=np.array([box_o] * 2, dtype=float), object=np.array([cup, horse]),
-                        hoi=np.array([hoi_a, hoi_b]), score=np.array([0.9, 0.8]))
+                     boxes_o=np.array([box_o] * 2, dtype=float), object=np.array([cup, horse]),
+                     hoi=np.array([hoi_a, hoi_b]), score=np.array([0.9, 0.8]))
     with pytest.warns(UserWarning, match="no GT pair"):
         official = evaluate(data, det, "default")["default"]
     assert official.full == pytest.approx(2 / 600)

@@ -51,22 +51,26 @@ class ToyHead(InteractionHead):
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         image = batch["features"].float().mean(dim=(2, 3))
         size = batch["image_size"][batch["pair_image"]].float().repeat(1, 2)
-        boxes = torch.cat([batch["boxes_h"][batch["pair_h"]] / size, batch["boxes_o"][batch["pair_o"]] / size], 1)
-        return {"verbs": self.out(self.body(torch.cat([image[batch["pair_image"]], boxes.float()], 1)))}
+        boxes = torch.cat([batch["boxes_h"][batch["pair_h"]] / size,
+                           batch["boxes_o"][batch["pair_o"]] / size], 1)
+        features = torch.cat([image[batch["pair_image"]], boxes.float()], 1)
+        return {"verbs": self.out(self.body(features))}
 
     def log_scores(self, outputs, batch):
         valid = self.object_verb_mask[batch["labels_o"][batch["pair_o"]]]
         return F.logsigmoid(outputs["verbs"].float()).clamp(max=-1e-6), valid
 
     def loss(self, outputs, batch):
-        terms = F.binary_cross_entropy_with_logits(outputs["verbs"].float(), batch["labels"].float(),
+        terms = F.binary_cross_entropy_with_logits(outputs["verbs"].float(),
+                                                   batch["labels"].float(),
                                                    reduction="none")
         return terms[self.log_scores(outputs, batch)[1]].sum()
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         rest = [p for n, p in self.named_parameters() if n != "out.bias"]
         return [{"name": "main", "params": rest, "lr": lr, "scheduled": True},
-                {"name": "bias", "params": [self.out.bias], "lr": self.cfg.bias_lr, "scheduled": False}]
+                {"name": "bias", "params": [self.out.bias], "lr": self.cfg.bias_lr,
+                 "scheduled": False}]
 
 
 @pytest.fixture
@@ -77,8 +81,10 @@ def toy_head():
 
 
 def _overrides(root: Path, out: Path, *extra: str) -> list[str]:
-    return ["model.name=toy", f"model.in_channels={CHANNELS}", "model.hidden=12", f"data.root={root}",
-            "data.workers=0", "data.val_fraction=0.0", "device=cpu", "optim.batch_size=4", "optim.epochs=2",
+    return ["model.name=toy", f"model.in_channels={CHANNELS}", "model.hidden=12",
+            f"data.root={root}",
+            "data.workers=0", "data.val_fraction=0.0", "device=cpu", "optim.batch_size=4",
+            "optim.epochs=2",
             "optim.lr=0.1", "optim.lr_factor=3.0", "optim.lr_factor_epochs=[2,2]", "progress=false",
             "tensorboard=false", f"output_dir={out}", "log_every=1", "test.batch_size=4", *extra]
 
@@ -87,27 +93,32 @@ def test_a_registered_head_trains_and_tests(toy_head, tmp_path: Path) -> None:
     make_split(tmp_path, "train2015", 8, seed=0)
     out = tmp_path / "run"
     cfg = load_config(None, _overrides(tmp_path, out))
-    assert OmegaConf.get_type(cfg.model) is ToyConfig and cfg.model.hidden == 12 and cfg.model.bias_lr == 0.5
+    assert OmegaConf.get_type(cfg.model) is ToyConfig
+    assert cfg.model.hidden == 12 and cfg.model.bias_lr == 0.5
     torch.manual_seed(0)
     initial = ToyHead(cfg.model).state_dict()
     metrics = run_training(cfg, DistInfo(), None)
 
     # the head's groups: the scheduled one at lr x factor in epoch 2, the bias at its own rate
-    assert metrics["train/lr"] == pytest.approx(0.3) and metrics["train/bias_lr"] == pytest.approx(0.5)
+    assert metrics["train/lr"] == pytest.approx(0.3)
+    assert metrics["train/bias_lr"] == pytest.approx(0.5)
     ckpt = load_checkpoint(out / "best.pth")
-    assert ckpt["arch"]["model"] == "toy" and ckpt["arch"]["heads"] == {"in_channels": CHANNELS, "hidden": 12}
+    assert ckpt["arch"]["model"] == "toy" and ckpt["arch"]["heads"] == {"in_channels": CHANNELS,
+                                                                        "hidden": 12}
     assert set(ckpt["model"]) == set(initial)
     assert not torch.equal(ckpt["model"]["body.0.weight"], initial["body.0.weight"])  # it trained
 
     # hoi test's code reads the head back from the checkpoint's config and writes results
     test_cfg = config_of_checkpoint(ckpt, out / "best.pth")
-    results = run_test(test_cfg, ckpt, out / "best.pth", tmp_path / "results.npz", DistInfo(), split="train2015")
+    results = run_test(test_cfg, ckpt, out / "best.pth", tmp_path / "results.npz", DistInfo(),
+                       split="train2015")
     rows = HOIResults.load(results)
     assert len(rows) > 0 and rows.score.min() >= 0 and rows.score.max() <= 1
 
 
 def test_unknown_head_and_its_keys_are_refused(toy_head, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"model.name: unknown value 'nope'; valid names: toy, vsgnet"):
+    with pytest.raises(ConfigError, match=r"model.name: unknown value 'nope'; valid names: toy, "
+                                          r"vsgnet"):
         load_config(None, ["model.name=nope"])
     with pytest.raises(ConfigError, match=r"unknown config key 'model.hiden'.*model.hidden"):
         load_config(None, ["model.name=toy", "model.hiden=3"])

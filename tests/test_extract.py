@@ -74,7 +74,8 @@ def test_resume_after_sigkill_recomputes_nothing_finished(split, reference, tmp_
     # batches of one image everywhere, so that every run's maps are bit-identical
     cmd = [sys.executable, "-m", "data_prep.extract", *_args(split, out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=env)
     for line in proc.stdout:  # kill as soon as two images are durable
         if "done 2/" in line:
             proc.send_signal(signal.SIGKILL)
@@ -88,7 +89,8 @@ def test_resume_after_sigkill_recomputes_nothing_finished(split, reference, tmp_
         FeatureFile(out)
     rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
-    assert f"{done_before} of 6 images of this rank already done; {6 - done_before} to go" in rerun.stdout
+    assert (f"{done_before} of 6 images of this rank already done; "
+            f"{6 - done_before} to go") in rerun.stdout
     assert f"done {6 - done_before}/{6 - done_before}" in rerun.stdout
     ref, got = FeatureFile(reference), FeatureFile(out)
     for i in range(6):

@@ -10,13 +10,16 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CHECKS = ["env", "ops", "detect", "extract", "fp16", "pretrain_resume", "ddp", "vsgnet_train", "test_eval"]
+CHECKS = ["env", "ops", "detect", "extract", "fp16", "pretrain_resume", "ddp", "vsgnet_train",
+          "test_eval"]
 
 
 def test_quick_cpu_run_passes(tmp_path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HOI_PYTHON": sys.executable, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh"), "--quick", "--device", "cpu",
-                           "--out", str(tmp_path)], env=env, capture_output=True, text=True, timeout=400)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HOI_PYTHON": sys.executable,
+           "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh"), "--quick", "--device",
+                           "cpu", "--out", str(tmp_path)], env=env, capture_output=True, text=True,
+                          timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     rows = {r["name"]: r for r in report["checks"]}

@@ -28,7 +28,8 @@ def _label(hoi_id: int, h, o, w=64, ht=48) -> dict:
 
 def _hake(tmp_path) -> tuple:
     data = {  # deliberately not in name order
-        "HICO_train2015_00000003.jpg": {"dataset": "hico-det", "labels": [_label(600, [1, 1, 10, 10], [5, 5, 20, 20])]},
+        "HICO_train2015_00000003.jpg": {"dataset": "hico-det",
+                                        "labels": [_label(600, [1, 1, 10, 10], [5, 5, 20, 20])]},
         "HICO_train2015_00000001.jpg": {"dataset": "hico-det", "labels": [
             _label(153, [1, 2, 30, 40], [3, 4, 64, 48]), _label(1, [2, 2, 9, 9], [3, 3, 8, 8])]},
         "HICO_train2015_00000002.jpg": {"dataset": "hico-det", "labels": []},
@@ -74,7 +75,8 @@ def test_bad_records_named(tmp_path) -> None:
     path.write_text(json.dumps(data))
     with pytest.raises(AnnotationError, match=r"label 0: expected hoi_id, human_bbox"):
         convert_hake(path, tmp_path / "o")
-    data["HICO_train2015_00000003.jpg"]["labels"][0] = _label(1, [30, 1, 10, 10], [5, 5, 20, 20])  # x1 > x2
+    data["HICO_train2015_00000003.jpg"]["labels"][0] = _label(1, [30, 1, 10, 10],
+                                                              [5, 5, 20, 20])  # x1 > x2
     path.write_text(json.dumps(data))
     with pytest.raises(AnnotationError, match=r"box_order.*HICO_train2015_00000003.jpg"):
         convert_hake(path, tmp_path / "o")
@@ -85,7 +87,8 @@ def test_bad_records_named(tmp_path) -> None:
 @pytest.fixture(scope="module")
 def hake_train(shared_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("hake")
-    assert main(["--hake", str(shared_dir / "hicodet" / "hico-det-instance-level.tar.gz"), "--out", str(out)]) == 0
+    assert main(["--hake", str(shared_dir / "hicodet" / "hico-det-instance-level.tar.gz"), "--out",
+                 str(out)]) == 0
     return load_annotations(out / "instances_train2015.json")
 
 

@@ -49,7 +49,8 @@ def test_against_official_lists_and_counts(shared_dir) -> None:
     meta = hico_metadata()
     root = shared_dir / "hicodet"
     rows = (root / "hico_list_hoi.txt").read_text().splitlines()[2:]
-    assert [(r.split()[2], r.split()[1]) for r in rows] == [tuple(n.split(" ")) for n in meta.hoi_names]
+    assert ([(r.split()[2], r.split()[1]) for r in rows]
+            == [tuple(n.split(" ")) for n in meta.hoi_names])
     info = json.loads((root / "label_info.json").read_text())["hoi_info"]
     counts = np.array([info[str(i + 1)]["counts_train"] for i in range(600)])
     assert np.array_equal(meta.train_pairs, counts)
@@ -65,7 +66,8 @@ def test_coco_maps(shared_dir) -> None:
     meta = hico_metadata()
     m80 = json.loads((shared_dir / "hicodet" / "coco80tohico80.json").read_text())
     m91 = json.loads((shared_dir / "hicodet" / "coco91tohico80.json").read_text())
-    assert {int(k): v for k, v in m80.items()} == {k: int(meta.coco80_to_hico[k]) for k in range(1, 81)}
+    assert ({int(k): v for k, v in m80.items()}
+            == {k: int(meta.coco80_to_hico[k]) for k in range(1, 81)})
     assert {int(k): v for k, v in m91.items()} == {
         k: int(meta.coco91_to_hico[k]) for k in range(91) if meta.coco91_to_hico[k] >= 0}
     assert sorted(meta.coco80_to_hico[1:].tolist()) == list(range(80))

@@ -48,7 +48,8 @@ def test_overfits_a_tiny_train_set(data_root: Path, tmp_path: Path) -> None:
     assert len(losses) == 40 and np.mean(losses[-5:]) < 0.3 * np.mean(losses[:3])
     assert (out / "config.yaml").is_file() and (out / "best.pth").is_file()
     results = tmp_path / "results.npz"
-    assert hoi_main(["test", "--checkpoint", str(out / "best.pth"), "--split", "train2015", "--out", str(results)]) == 0
+    assert hoi_main(["test", "--checkpoint", str(out / "best.pth"), "--split", "train2015", "--out",
+                     str(results)]) == 0
     anno = load_annotations(data_root / "instances_train2015.json")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -67,7 +68,8 @@ def test_same_seed_same_weights_and_exact_resume(data_root: Path, tmp_path: Path
         assert torch.equal(a["model"][key], b["model"][key]), key
     # interrupted after epoch 1, then resumed through the command line
     part = tmp_path / "c"
-    run_training(load_config(None, run_overrides(data_root, part, stop_after_epoch=1)), DistInfo(), None)
+    run_training(load_config(None, run_overrides(data_root, part, stop_after_epoch=1)), DistInfo(),
+                 None)
     assert torch.load(part / "checkpoint.pth", weights_only=True)["epoch"] == 0
     assert hoi_main(["train", "--config", str(REPO / "configs/hico/base.yaml"), "--resume",
                      *run_overrides(data_root, part)]) == 0
@@ -98,7 +100,8 @@ def test_two_process_gloo_ddp_equals_one_process(data_root: Path, tmp_path: Path
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "hoi", "train", "--config", str(REPO / "configs/hico/base.yaml"), *run_overrides(data_root, out)]
+           "-m", "hoi", "train", "--config", str(REPO / "configs/hico/base.yaml"),
+           *run_overrides(data_root, out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp = torch.load(out / "checkpoint.pth", weights_only=True)
@@ -121,10 +124,12 @@ def test_checkpoint_of_another_model_is_refused(data_root: Path, tmp_path: Path)
     other = load_checkpoint(tmp_path / "other.pth")
     cfg = config_of_checkpoint(other, tmp_path / "other.pth", ["device=cpu"])
     with pytest.raises(CheckpointError, match=r"mismatched shapes: .*graph_head"):
-        run_test(cfg, other, tmp_path / "other.pth", tmp_path / "x.npz", DistInfo(), split="train2015")
+        run_test(cfg, other, tmp_path / "other.pth", tmp_path / "x.npz", DistInfo(),
+                 split="train2015")
     # resuming a run of another architecture is refused before training, with the keys
     with pytest.raises(CheckpointError, match=r"heads.head_channels: checkpoint 32, this run 16"):
-        run_training(load_config(None, run_overrides(data_root, out, **{"model.head_channels": 16})),
+        run_training(load_config(None, run_overrides(data_root, out,
+                                                     **{"model.head_channels": 16})),
                      DistInfo(), out / "checkpoint.pth")
 
 
@@ -139,12 +144,14 @@ def test_worker_processes_give_the_same_run(data_root: Path, tmp_path: Path) -> 
 def test_zero_epochs_saves_the_untrained_model(data_root: Path, tmp_path: Path) -> None:
     """optim.epochs=0 writes the model at its seeded initial weights (the demo's baseline)."""
     untrained = tmp_path / "untrained"
-    run_training(load_config(None, run_overrides(data_root, untrained, **{"optim.epochs": 0})), DistInfo(), None)
+    run_training(load_config(None, run_overrides(data_root, untrained, **{"optim.epochs": 0})),
+                 DistInfo(), None)
     best = torch.load(untrained / "best.pth", weights_only=True)
     assert best["epoch"] == -1 and not (untrained / "metrics.jsonl").exists()
     trained = _train(data_root, tmp_path / "trained", **{"optim.epochs": 1})
     again = tmp_path / "again"
-    run_training(load_config(None, run_overrides(data_root, again, **{"optim.epochs": 0})), DistInfo(), None)
+    run_training(load_config(None, run_overrides(data_root, again, **{"optim.epochs": 0})),
+                 DistInfo(), None)
     same = torch.load(again / "best.pth", weights_only=True)
     changed = [k for k, v in best["model"].items() if not torch.equal(v, trained["model"][k])]
     assert changed  # training moves the weights away from the saved initial ones

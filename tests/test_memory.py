@@ -18,7 +18,8 @@ fixed = fix_mmap_threshold(int(sys.argv[1]))
 def rss():
     return int(open('/proc/self/statm').read().split()[1]) * 4096 / 2**20
 keep, start = [], rss()
-for i in range(150):  # 8-24 MB temporaries, a small long-lived block after each (as batches and results)
+# 8-24 MB temporaries, a small long-lived block after each (as batches and results)
+for i in range(150):
     tmp = np.ones(int((8 + (i * 7) % 17) * 2**20 / 8))
     keep.append(np.ones(2000))
     del tmp
@@ -27,7 +28,8 @@ print(fixed, rss() - start)
 
 
 def _growth(threshold: int) -> tuple[bool, float]:
-    out = subprocess.run([sys.executable, "-c", PROBE, str(threshold)], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", PROBE, str(threshold)], capture_output=True,
+                         text=True,
                          cwd=REPO, timeout=120, check=True).stdout.split()
     return out[0] == "True", float(out[1])
 

@@ -8,19 +8,28 @@ import torch
 
 from hoi.data.cache import ImageProposals
 from hoi.hoi_config import load_config
-from hoi.inputs.pair_labels import GTPairs, any_gt_pair_labels, merge_boxes, official_iou, official_pair_labels
+from hoi.inputs.pair_labels import (
+    GTPairs,
+    any_gt_pair_labels,
+    merge_boxes,
+    official_iou,
+    official_pair_labels,
+)
 from hoi.inputs.pairs import PairConfig, image_pairs
 
 ROOT_CONFIG = "configs/hico/base.yaml"
 
 # GT rows (annotation convention, integers): human, object, verb
 #   0: A  [10,10,50,90]   X  [60,20,80,40]  verb 4
-#   1: A' [11,11,50,90]   X' [61,21,80,40]  verb 9    A' ~ A (IoU 3081/3200), X' ~ X (361/400): merged
+#   1: A' [11,11,50,90]   X' [61,21,80,40]  verb 9    A' ~ A (IoU 3081/3200), X' ~ X (361/400):
+#                                                     merged
 #   2: B  [100,10,140,90] Y  [150,20,170,40] verb 7
 #   3: B                  X                  verb 2
 #   4: C  [100,10,140,48] Y                  verb 11  C vs B: 1520/3200 = 0.475, a person of its own
-GT_H = [[10, 10, 50, 90], [11, 11, 50, 90], [100, 10, 140, 90], [100, 10, 140, 90], [100, 10, 140, 48]]
-GT_O = [[60, 20, 80, 40], [61, 21, 80, 40], [150, 20, 170, 40], [60, 20, 80, 40], [150, 20, 170, 40]]
+GT_H = [[10, 10, 50, 90], [11, 11, 50, 90], [100, 10, 140, 90], [100, 10, 140, 90],
+        [100, 10, 140, 48]]
+GT_O = [[60, 20, 80, 40], [61, 21, 80, 40], [150, 20, 170, 40], [60, 20, 80, 40],
+        [150, 20, 170, 40]]
 GT_VERB = [4, 9, 7, 2, 11]
 GT_OBJECT = [3, 3, 5, 3, 5]
 
@@ -51,7 +60,8 @@ def _all_pairs(n_h: int, n_o: int):
 
 
 def _as_sets(labels: torch.Tensor, ph, po):
-    return {(int(h), int(o)): set(np.flatnonzero(labels[k].numpy()).tolist()) for k, (h, o) in enumerate(zip(ph, po))}
+    return {(int(h), int(o)): set(np.flatnonzero(labels[k].numpy()).tolist())
+            for k, (h, o) in enumerate(zip(ph, po))}
 
 
 def _gt():
@@ -74,8 +84,10 @@ def test_gt_boxes_merge_into_the_first_earlier_box() -> None:
 def test_official_labels_by_hand() -> None:
     gt_h, gt_o, gt_object, gt_verb = _gt()
     ph, po = _all_pairs(len(HUMANS_CONT), len(OBJECTS_CONT))
-    labels = official_pair_labels(_stored(HUMANS_CONT), _stored(OBJECTS_CONT), torch.tensor(OBJECT_CLASS), ph, po,
-                                  gt_h, gt_o, gt_object, gt_verb, num_verbs=117, label_iou=0.5, merge_iou=0.5)
+    labels = official_pair_labels(_stored(HUMANS_CONT), _stored(OBJECTS_CONT),
+                                  torch.tensor(OBJECT_CLASS), ph, po,
+                                  gt_h, gt_o, gt_object, gt_verb, num_verbs=117, label_iou=0.5,
+                                  merge_iou=0.5)
     got = _as_sets(labels, ph, po)
     expected = {
         # A owns rows 0 and 1 (merged): verbs 4 and 9 with X (X' merged into X)
@@ -94,23 +106,28 @@ def test_any_gt_pair_rule_differs_where_expected() -> None:
     gt_h, gt_o, gt_object, gt_verb = _gt()
     ph, po = _all_pairs(len(HUMANS_CONT), len(OBJECTS_CONT))
     cfg = PairConfig(label_rule="any_gt_pair")
-    labels = any_gt_pair_labels(_stored(HUMANS_CONT)[ph], _stored(OBJECTS_CONT)[po], torch.tensor(OBJECT_CLASS)[po],
-                                GTPairs(gt_h, gt_o, gt_object, gt_verb), cfg.num_verbs, cfg.label_iou)
+    labels = any_gt_pair_labels(_stored(HUMANS_CONT)[ph], _stored(OBJECTS_CONT)[po],
+                                torch.tensor(OBJECT_CLASS)[po],
+                                GTPairs(gt_h, gt_o, gt_object, gt_verb), cfg.num_verbs,
+                                cfg.label_iou)
     got = _as_sets(labels, ph, po)
     assert got[(3, 1)] == {7, 11}  # every GT pair overlapping both boxes counts
-    assert got[(0, 3)] == {9}  # +1-pixel IoU of o3: X 200/441 < 0.5 (no verb 4), X' 200/400 (verb 9)
+    # +1-pixel IoU of o3: X 200/441 < 0.5 (no verb 4), X' 200/400 (verb 9)
+    assert got[(0, 3)] == {9}
     assert got[(0, 0)] == {4, 9}
 
 
 def test_image_pairs_default_is_official_with_self_pairs() -> None:
     # two humans and one object, scores above the thresholds; objects = [object, h0, h1]
-    rows = [[*b, 0.9, 49] for b in _stored(HUMANS_CONT[:2]).tolist()] + [[*_stored(OBJECTS_CONT[3:4])[0].tolist(), 0.8, 3]]
+    rows = ([[*b, 0.9, 49] for b in _stored(HUMANS_CONT[:2]).tolist()]
+            + [[*_stored(OBJECTS_CONT[3:4])[0].tolist(), 0.8, 3]])
     rows = np.asarray(rows)
     det = ImageProposals(rows[:, :4], rows[:, 4], rows[:, 5].astype(int))
     anno = {"boxes_h": GT_H, "boxes_o": GT_O, "object": GT_OBJECT, "verb": GT_VERB, "hoi": [0] * 5}
     pairs = image_pairs(det, PairConfig(), anno)
     got = _as_sets(pairs.labels, pairs.pair_h, pairs.pair_o)
-    assert got == {(0, 0): {4, 9}, (0, 1): set(), (0, 2): set(), (1, 0): {2}, (1, 1): set(), (1, 2): set()}
+    assert got == {(0, 0): {4, 9}, (0, 1): set(), (0, 2): set(), (1, 0): {2}, (1, 1): set(),
+                   (1, 2): set()}
     old = image_pairs(det, PairConfig(label_rule="any_gt_pair", exclude_self_pairs=True), anno)
     got_old = _as_sets(old.labels, old.pair_h, old.pair_o)
     assert set(got_old) == {(0, 0), (0, 2), (1, 0), (1, 1)}  # no human with itself
@@ -123,5 +140,8 @@ def test_base_config_defaults_are_the_official_behaviours() -> None:
     assert cfg.pairs.label_rule == "official" and cfg.pairs.exclude_self_pairs is False
     assert cfg.model.roi_pool == "official"
     assert PairConfig().label_rule == "official" and PairConfig().exclude_self_pairs is False
-    alt = load_config(ROOT_CONFIG, ["pairs.label_rule=any_gt_pair", "pairs.exclude_self_pairs=true", "model.roi_pool=align"])
-    assert (alt.pairs.label_rule, alt.pairs.exclude_self_pairs, alt.model.roi_pool) == ("any_gt_pair", True, "align")
+    alt = load_config(ROOT_CONFIG,
+                      ["pairs.label_rule=any_gt_pair", "pairs.exclude_self_pairs=true",
+                       "model.roi_pool=align"])
+    assert (alt.pairs.label_rule, alt.pairs.exclude_self_pairs,
+            alt.model.roi_pool) == ("any_gt_pair", True, "align")

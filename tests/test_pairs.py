@@ -1,11 +1,11 @@
-"""Pair building, labels, spatial maps and geometry (hoi.inputs.pairs, hoi.models.heads.pair_spatial)."""
+"""Pair building, labels, spatial maps and geometry (hoi.inputs.pairs,
+hoi.models.heads.pair_spatial)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from hoi.data.boxes import iou_matrix_inclusive
 from hoi.data.cache import ImageProposals
 from hoi.inputs.dataset import collate
 from hoi.inputs.pairs import PairConfig, all_pairs, image_pairs, select_proposals
@@ -20,7 +20,8 @@ def _dets(rows):
 def test_selection_thresholds_caps_and_humans_as_objects() -> None:
     rng = np.random.default_rng(0)
     n = 40
-    boxes = np.sort(rng.uniform(1, 100, (n, 2, 2)), axis=1).transpose(0, 2, 1).reshape(n, 4)[:, [0, 2, 1, 3]]
+    corners = np.sort(rng.uniform(1, 100, (n, 2, 2)), axis=1)
+    boxes = corners.transpose(0, 2, 1).reshape(n, 4)[:, [0, 2, 1, 3]]
     scores = rng.uniform(0, 1, n)
     labels = np.where(np.arange(n) % 2 == 0, 49, 3)
     det = ImageProposals(boxes, scores, labels)
@@ -47,7 +48,8 @@ def test_pairs_exclude_self_and_are_human_major() -> None:
 
 
 def test_labels_from_gt_pairs() -> None:
-    # humans 0, 1; object 2 (class 3); GT: human 0 + object 2 -> verbs 4 and 9; human 1 + human 0 -> verb 7
+    # humans 0, 1; object 2 (class 3); GT: human 0 + object 2 -> verbs 4 and 9;
+    # human 1 + human 0 -> verb 7
     det = _dets([[10, 10, 50, 90, 0.9, 49], [60, 10, 100, 90, 0.8, 49], [20, 60, 40, 80, 0.5, 3]])
     anno = {"boxes_h": [[11, 10, 50, 90], [11, 10, 50, 90], [60, 10, 100, 90]],
             "boxes_o": [[20, 61, 40, 80], [20, 61, 40, 80], [10, 10, 50, 90]],
@@ -60,13 +62,15 @@ def test_labels_from_gt_pairs() -> None:
     assert got == {(0, 0): {4, 9}, (0, 2): set(), (1, 0): set(), (1, 1): {7}}
     # with the class required, a GT pair whose object class differs gives no label
     anno["object"] = [5, 5, 49]
-    strict = image_pairs(det, PairConfig(label_rule="any_gt_pair", exclude_self_pairs=True, label_match_object=True), anno)
+    strict = image_pairs(det, PairConfig(label_rule="any_gt_pair", exclude_self_pairs=True,
+                                         label_match_object=True), anno)
     assert strict.labels[0].sum() == 0 and strict.labels[3, 7] == 1
 
 
 def test_gt_boxes_join_the_proposals_when_asked() -> None:
     det = _dets([[10, 10, 50, 90, 0.9, 49]])
-    anno = {"boxes_h": [[60, 10, 100, 90]], "boxes_o": [[20, 60, 40, 80]], "object": [3], "verb": [4], "hoi": [0]}
+    anno = {"boxes_h": [[60, 10, 100, 90]], "boxes_o": [[20, 60, 40, 80]], "object": [3],
+            "verb": [4], "hoi": [0]}
     alone = image_pairs(det, PairConfig(), anno)
     assert alone.num_pairs == 1 and alone.labels.sum() == 0  # the human with itself, no GT match
     pairs = image_pairs(det, PairConfig(), anno, add_gt=True)
@@ -84,14 +88,18 @@ def test_spatial_maps_and_geometry() -> None:
     expected_o[2:, 2:] = 100
     assert torch.equal(maps[0, 0], expected_h) and torch.equal(maps[0, 1], expected_o)
     g = pair_geometry(bh, bo)
-    torch.testing.assert_close(g, torch.tensor([[-50 / 50, -50 / 50, np.log(50 / 50), np.log(100 / 50)]]).float())
-    assert torch.isfinite(pair_geometry(torch.tensor([[5.0, 5, 4, 4]]), torch.tensor([[5.0, 5, 5, 5]]))).all()
+    torch.testing.assert_close(g, torch.tensor([[-50 / 50, -50 / 50, np.log(50 / 50),
+                                                 np.log(100 / 50)]]).float())
+    assert torch.isfinite(pair_geometry(torch.tensor([[5.0, 5, 4, 4]]),
+                                        torch.tensor([[5.0, 5, 5, 5]]))).all()
 
 
 def test_collate_offsets_pairs_into_the_batch() -> None:
     def item(nh, no, pairs):
-        return {"index": 0, "features": torch.zeros(2, 3, 3), "image_size": torch.tensor([10.0, 10.0]),
-                "boxes_h": torch.zeros(nh, 4), "scores_h": torch.zeros(nh), "boxes_o": torch.zeros(no, 4),
+        return {"index": 0, "features": torch.zeros(2, 3, 3),
+                "image_size": torch.tensor([10.0, 10.0]),
+                "boxes_h": torch.zeros(nh, 4), "scores_h": torch.zeros(nh),
+                "boxes_o": torch.zeros(no, 4),
                 "scores_o": torch.zeros(no), "labels_o": torch.zeros(no, dtype=torch.long),
                 "pair_h": torch.tensor([p[0] for p in pairs], dtype=torch.long),
                 "pair_o": torch.tensor([p[1] for p in pairs], dtype=torch.long),

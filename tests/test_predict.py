@@ -36,13 +36,18 @@ def trained(tmp_path_factory) -> tuple[Path, Path, Path]:
     images, anno = make_photo_split(root, n=4, max_side=96)
     anno = anno.rename(root / f"instances_{SPLIT}.json")
     cache = root / "cache"
-    assert detect_main(["--source", "gt", "--anno", str(anno), "--out", str(cache / f"detections_{SPLIT}.h5")]) == 0
-    assert extract_main(["--images", str(images), "--anno", str(anno), "--backbone", ARCH, "--weights", "none",
-                         "--seed", "7", "--input-size", "64", "64", "--workers", "0", "--device", "cpu",
+    assert detect_main(["--source", "gt", "--anno", str(anno), "--out",
+                        str(cache / f"detections_{SPLIT}.h5")]) == 0
+    assert extract_main(["--images", str(images), "--anno", str(anno), "--backbone", ARCH,
+                         "--weights", "none",
+                         "--seed", "7", "--input-size", "64", "64", "--workers", "0", "--device",
+                         "cpu",
                          "--out", str(cache / ARCH / f"features_{SPLIT}.h5")]) == 0
     out = root / "run"
-    overrides = [o for o in run_overrides(root, out, **{"optim.epochs": 2, "data.train_split": SPLIT})
-                 if not o.startswith("model.in_channels")] + [f"arch={ARCH}", "model.in_channels=1024"]
+    overrides = [o for o in run_overrides(root, out,
+                                          **{"optim.epochs": 2, "data.train_split": SPLIT})
+                 if not o.startswith("model.in_channels")] + [f"arch={ARCH}",
+                                                              "model.in_channels=1024"]
     assert hoi_main(["train", "--config", str(REPO / "configs/hico/base.yaml"), *overrides]) == 0
     assert TINY_MODEL  # the heads are the tiny test heads, on the real 1024 channels
     return images, root, out / "best.pth"
@@ -52,12 +57,15 @@ def test_predict_equals_hoi_test_on_the_same_images(trained, tmp_path) -> None:
     images, root, ckpt = trained
     out = tmp_path / "pred"
     dets = root / "cache" / f"detections_{SPLIT}.h5"
-    assert hoi_main(["predict", "--checkpoint", str(ckpt), "--images", str(images), "--detections", str(dets),
+    assert hoi_main(["predict", "--checkpoint", str(ckpt), "--images", str(images), "--detections",
+                     str(dets),
                      "--out", str(out), "--top-k", "3", "--score-thresh", "0"]) == 0
     pred = json.loads((out / "predictions.json").read_text())
-    assert [Path(r["file"]).name for r in pred["images"]] == sorted(p.name for p in images.iterdir())
+    assert [Path(r["file"]).name
+            for r in pred["images"]] == sorted(p.name for p in images.iterdir())
     results = tmp_path / "test.npz"
-    assert hoi_main(["test", "--checkpoint", str(ckpt), "--split", SPLIT, "--out", str(results)]) == 0
+    assert hoi_main(["test", "--checkpoint", str(ckpt), "--split", SPLIT, "--out",
+                     str(results)]) == 0
     ref = HOIResults.load(results)
     meta = hico_metadata()
     for i, record in enumerate(pred["images"]):
@@ -67,9 +75,12 @@ def test_predict_equals_hoi_test_on_the_same_images(trained, tmp_path) -> None:
         best = rows[np.argsort(-ref.score[rows], kind="stable")][:3]
         assert len(record["hois"]) == len(best) == 3
         for got, r in zip(record["hois"], best):
-            assert got["hoi"] == int(ref.hoi[r]) and got["score"] == pytest.approx(float(ref.score[r]), rel=1e-5)
-            assert got["human_box"] == ref.boxes_h[r].tolist() and got["object_box"] == ref.boxes_o[r].tolist()
-            assert got["verb"] == meta.verbs[meta.hoi_verb[got["hoi"]]] and got["object"] == meta.objects[int(ref.object[r])]
+            assert got["hoi"] == int(ref.hoi[r])
+            assert got["score"] == pytest.approx(float(ref.score[r]), rel=1e-5)
+            assert got["human_box"] == ref.boxes_h[r].tolist()
+            assert got["object_box"] == ref.boxes_o[r].tolist()
+            assert got["verb"] == meta.verbs[meta.hoi_verb[got["hoi"]]]
+            assert got["object"] == meta.objects[int(ref.object[r])]
         assert (out / f"{Path(record['file']).stem}_hoi.png").stat().st_size > 5000
 
 
@@ -80,9 +91,12 @@ def test_predict_with_detectron2_on_single_files(trained, tmp_path) -> None:
     weights = make_anchor_weights(tmp_path / "anchors_person.pth")
     files = sorted(images.iterdir())[:2]
     out = tmp_path / "pred"
-    assert hoi_main(["predict", "--checkpoint", str(ckpt), "--images", *map(str, files), "--out", str(out),
-                     "--detector-config", CONFIG, "--detector-weights", str(weights), "--detector-min-size", "128",
-                     "--detector-max-size", "160", "--detector-max-per-image", "8", "--score-thresh", "0"]) == 0
+    assert hoi_main(["predict", "--checkpoint", str(ckpt), "--images", *map(str, files), "--out",
+                     str(out),
+                     "--detector-config", CONFIG, "--detector-weights", str(weights),
+                     "--detector-min-size", "128",
+                     "--detector-max-size", "160", "--detector-max-per-image", "8",
+                     "--score-thresh", "0"]) == 0
     pred = json.loads((out / "predictions.json").read_text())
     assert pred["detections"] == "detectron2" and len(pred["images"]) == 2
     for record in pred["images"]:  # every box of these weights is a person: person-person HOIs only
@@ -101,11 +115,13 @@ def test_backbone_that_cannot_be_rebuilt_is_refused(trained, tmp_path, capsys) -
     other = tmp_path / "other.pth"
     torch.save(saved, other)
     out = tmp_path / "pred"
-    assert hoi_main(["predict", "--checkpoint", str(other), "--images", str(images), "--out", str(out)]) == 2
+    assert hoi_main(["predict", "--checkpoint", str(other), "--images", str(images), "--out",
+                     str(out)]) == 2
     line = one_error(capsys.readouterr().err, other, "/nowhere/sac_resnet50.pth")
     assert "--backbone-weights" in line and not (out / "predictions.json").exists()
     wrong = tmp_path / "wrong.pth"
     shutil.copyfile(ckpt, wrong)  # any file whose sha256 is not the recorded one
-    assert hoi_main(["predict", "--checkpoint", str(other), "--images", str(images), "--out", str(out),
+    assert hoi_main(["predict", "--checkpoint", str(other), "--images", str(images), "--out",
+                     str(out),
                      "--backbone-weights", str(wrong)]) == 2
     assert "is not the abababababab" in one_error(capsys.readouterr().err, wrong)

@@ -42,7 +42,8 @@ COLOURS = {"blue": (30, 30, 200), "green": (30, 200, 30), "red": (200, 30, 30)}
 SIZE = 32
 
 
-def make_image_folder(root: Path, n_train: int, n_val: int, size: int = SIZE, seed: int = 0) -> Path:
+def make_image_folder(root: Path, n_train: int, n_val: int, size: int = SIZE,
+                      seed: int = 0) -> Path:
     """root/{train,val}/{blue,green,red}/*.png: noisy images whose class is their colour."""
     rng = np.random.default_rng(seed)
     for split, n in (("train", n_train), ("val", n_val)):
@@ -51,7 +52,8 @@ def make_image_folder(root: Path, n_train: int, n_val: int, size: int = SIZE, se
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(n):
                 pixels = np.asarray(rgb, dtype=float) + rng.normal(0.0, 40.0, (size, size, 3))
-                Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(folder / f"{name}_{i}.png")
+                image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+                image.save(folder / f"{name}_{i}.png")
     return root
 
 
@@ -61,12 +63,14 @@ def tiny(root: Path, out: Path, batch: int, eval_batch: int, epochs: int, *extra
         f"data.root={root}", f"output_dir={out}",
         f"data.train_crop={SIZE}", f"data.eval_resize={SIZE + 4}", f"data.eval_crop={SIZE}",
         "data.crop_scale=[0.5,1.0]", "data.workers=0",
-        f"optim.batch_size={batch}", f"optim.eval_batch_size={eval_batch}", f"optim.epochs={epochs}",
+        f"optim.batch_size={batch}", f"optim.eval_batch_size={eval_batch}",
+        f"optim.epochs={epochs}",
         "optim.warmup_epochs=1", "log_every=1", "progress=false", "tensorboard=false", *extra,
     ]
 
 
-def pretrain(config: str, overrides: list[str], resume: str | Path | None = None) -> dict[str, float]:
+def pretrain(config: str, overrides: list[str],
+             resume: str | Path | None = None) -> dict[str, float]:
     cfg = load_pretrain_config(CONFIGS / config, overrides)
     return run_pretraining(cfg, DistInfo(), resume)
 
@@ -123,7 +127,8 @@ def test_resume_matches_uninterrupted(sac_run, small_data, tmp_path):
     for key, value in full["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
     for pid, st in full["optimizer"]["state"].items():
-        assert torch.equal(st["momentum_buffer"], resumed["optimizer"]["state"][pid]["momentum_buffer"])
+        assert torch.equal(st["momentum_buffer"],
+                           resumed["optimizer"]["state"][pid]["momentum_buffer"])
     assert full["scheduler"] == resumed["scheduler"]
     a, b = epoch_records(sac_run), epoch_records(out)
     assert [r["val/top1"] for r in a] == [r["val/top1"] for r in b]
@@ -140,7 +145,8 @@ def test_export_backbone_loads_into_feature_extractor(sac_run, tmp_path, capsys)
     assert hoi_main(["export-backbone", str(sac_run / "checkpoint.pth"), str(out)]) == 0
     digest = sha256_of(out)
     assert digest in capsys.readouterr().out
-    assert (tmp_path / "weights" / "sac_resnet50_imagenet.pth.sha256").read_text() == f"{digest}  {out.name}\n"
+    sidecar = tmp_path / "weights" / "sac_resnet50_imagenet.pth.sha256"
+    assert sidecar.read_text() == f"{digest}  {out.name}\n"
 
     payload = torch.load(out, weights_only=True)
     assert payload["sha256_of_source"] == sha256_of(sac_run / "checkpoint.pth")
@@ -158,7 +164,8 @@ def test_export_backbone_loads_into_feature_extractor(sac_run, tmp_path, capsys)
 
     plain = tmp_path / "plain_state_dict.pth"
     torch.save(payload["backbone"], plain)
-    with pytest.raises(CheckpointError, match=rf"{plain}: not a training checkpoint .*missing \['arch', 'model'\]"):
+    with pytest.raises(CheckpointError, match=rf"{plain}: not a training checkpoint .*missing "
+                                              r"\['arch', 'model'\]"):
         export_backbone(plain, tmp_path / "never.pth")
 
     model = AttentionResNet(build_config(BackboneConfig, base=payload["config"]))
@@ -169,13 +176,14 @@ def test_export_backbone_loads_into_feature_extractor(sac_run, tmp_path, capsys)
 
 
 def test_two_process_gloo_run(tmp_path):
-    """scripts/pretrain_imagenet.sh (torchrun) with two CPU processes: DDP training and a sharded evaluation of 9 images
-    (shards of 5 and 4) that counts each image once."""
+    """scripts/pretrain_imagenet.sh (torchrun) with two CPU processes: DDP training and a sharded
+    evaluation of 9 images (shards of 5 and 4) that counts each image once."""
     data = make_image_folder(tmp_path / "data", n_train=4, n_val=3)
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "HOI_VENV": sys.prefix}
     cmd = [
-        "bash", str(REPO / "scripts" / "pretrain_imagenet.sh"), "2", str(CONFIGS / "sac_resnet50.yaml"),
+        "bash", str(REPO / "scripts" / "pretrain_imagenet.sh"), "2",
+        str(CONFIGS / "sac_resnet50.yaml"),
         *tiny(data, out, 4, 4, 1, "optim.lr=0.01", "device=cpu"),
     ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
@@ -201,7 +209,8 @@ def test_finetune_starts_from_given_resnet_weights(small_data, tmp_path):
     assert ckpt["arch"]["attention"]["type"] == "sac"
     for key in ("conv1.weight", "layer3.5.conv2.weight", "fc.weight"):
         assert torch.equal(ckpt["model"][key], plain.state_dict()[key]), key
-    rho = [k for k in ckpt["model"] if k.startswith("layer1.2.attn_after_conv2") and k.endswith("weight")]
+    rho = [k for k in ckpt["model"] if k.startswith("layer1.2.attn_after_conv2")
+           and k.endswith("weight")]
     assert rho and ckpt["model"][rho[-1]].abs().sum() == 0  # still the identity
 
 
@@ -265,7 +274,8 @@ def test_unreadable_images_skipped_and_counted(small_data, tmp_path):
 
 def test_resume_with_another_architecture_is_refused(sac_run, small_data, tmp_path):
     with pytest.raises(CheckpointError, match=r"attention\.type: checkpoint 'sac', this run 'gc'"):
-        pretrain("gc_resnet50.yaml", tiny(small_data, tmp_path / "run", 4, 6, 2), resume=sac_run / "checkpoint.pth")
+        pretrain("gc_resnet50.yaml", tiny(small_data, tmp_path / "run", 4, 6, 2),
+                 resume=sac_run / "checkpoint.pth")
 
 
 def test_resume_without_checkpoint_and_overwrite_are_refused(sac_run, small_data, tmp_path, capsys):
@@ -288,12 +298,14 @@ def test_total_batch_is_shared_by_the_processes():
 @pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_configs_load(name):
     cfg = load_pretrain_config(CONFIGS / name)
-    assert cfg.optim.batch_size == 256 and cfg.optim.momentum == 0.9 and cfg.optim.weight_decay == 1e-4
+    assert cfg.optim.batch_size == 256 and cfg.optim.momentum == 0.9
+    assert cfg.optim.weight_decay == 1e-4
     assert cfg.data.train_crop == 224 and cfg.data.eval_resize == 256 and cfg.data.eval_crop == 224
     if "finetune" in name:
         assert cfg.init_weights == "torchvision" and cfg.optim.lr < 0.1
     else:
-        assert (cfg.optim.epochs, cfg.optim.lr, cfg.optim.lr_step_epochs, cfg.optim.warmup_epochs) == (100, 0.1, 30, 5)
+        assert (cfg.optim.epochs, cfg.optim.lr, cfg.optim.lr_step_epochs,
+                cfg.optim.warmup_epochs) == (100, 0.1, 30, 5)
     if name.startswith(("sac", "gc")):
         assert cfg.backbone.attention.type == name.split("_")[0]
         assert cfg.backbone.depth == int(name.split("resnet")[1].split("_")[0].split(".")[0])

@@ -22,10 +22,12 @@ from hoi.pretrain.recipe import main as recipe_main
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _ckpt(lr: float = 0.1, root: str = "/data/imagenet", init: str | None = None, arch: str = "sac_resnet50",
+def _ckpt(lr: float = 0.1, root: str = "/data/imagenet", init: str | None = None,
+          arch: str = "sac_resnet50",
           top1: float = 70.0) -> dict:
     return {"config": {"arch": arch, "init_weights": init, "seed": 3, "output_dir": f"runs/{arch}",
-                       "optim": {"epochs": 100, "batch_size": 256, "eval_batch_size": 512, "lr": lr, "lr_gamma": 0.1,
+                       "optim": {"epochs": 100, "batch_size": 256, "eval_batch_size": 512, "lr": lr,
+                                 "lr_gamma": 0.1,
                                  "lr_step_epochs": 30, "warmup_epochs": 5.0},
                        "data": {"root": root, "workers": 8, "train_crop": 224}},
             "epoch": 99, "classes": ["a", "b"], "metrics": {"val/top1": top1}}
@@ -67,16 +69,19 @@ def test_unrecorded_recipe_and_the_note_under_the_table(tmp_path, capsys) -> Non
 
     recipes = json.loads((tmp_path / "r.json").read_text())
     note = table_note(recipes)
-    assert "differ" in note and "- resnet50: no recipe recorded" in note and "- sac_resnet50: hoi pretrain" in note
+    assert "differ" in note and "- resnet50: no recipe recorded" in note
+    assert "- sac_resnet50: hoi pretrain" in note
     same = table_note({"a": recipes["sac_resnet50"], "b": recipes["sac_resnet50"]})
     assert same.startswith("Pretraining, every row: hoi pretrain")
 
 
 def _reproduce(tmp_path: Path, weights: Path, **env: str) -> subprocess.CompletedProcess:
-    full = dict(os.environ, ARCHS="resnet50 sac_resnet50", DATA=str(tmp_path / "data"), RUNS=str(tmp_path / "runs"),
+    full = dict(os.environ, ARCHS="resnet50 sac_resnet50", DATA=str(tmp_path / "data"),
+                RUNS=str(tmp_path / "runs"),
                 WEIGHTS=str(weights), HOI_VENV=str(Path(sys.executable).parent.parent),
                 PYTHONPATH=str(REPO), **env)
-    return subprocess.run(["bash", str(REPO / "scripts" / "reproduce_table_xi.sh")], env=full, capture_output=True,
+    return subprocess.run(["bash", str(REPO / "scripts" / "reproduce_table_xi.sh")], env=full,
+                          capture_output=True,
                           text=True, timeout=300)
 
 
@@ -88,7 +93,8 @@ def test_reproduce_refuses_mixed_recipes_before_writing_anything(tmp_path) -> No
     assert proc.returncode == 2
     err = proc.stderr.strip()
     assert len(err.splitlines()) == 1, err
-    assert "different recipes" in err and "resnet50: hoi pretrain" in err and "sac_resnet50: hoi pretrain" in err
+    assert "different recipes" in err and "resnet50: hoi pretrain" in err
+    assert "sac_resnet50: hoi pretrain" in err
     assert "lr 0.1 " in err and "lr 0.01 " in err and "ALLOW_MIXED_PRETRAINING=1" in err
     assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()
 

@@ -12,15 +12,19 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ["convert_train", "convert_test", "detect_train", "detect_test", "features_train", "features_test",
+STAGES = ["convert_train", "convert_test", "detect_train", "detect_test", "features_train",
+          "features_test",
           "train", "bench_rates", "test", "eval"]
 
 
 def test_tiny_fraction(tmp_path, shared_dir) -> None:
     out = tmp_path / "rehearsal"
-    env = {**os.environ, "HOI_PYTHON": sys.executable, "HOI_SHARED": str(shared_dir), "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(["bash", str(REPO / "scripts" / "rehearse_full_scale.sh"), "--out", str(out),
-                           "--fraction", "0.001", "--iters", "2", "--batches", "1", "--channels", "16"],
+    env = {**os.environ, "HOI_PYTHON": sys.executable, "HOI_SHARED": str(shared_dir),
+           "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "rehearse_full_scale.sh"), "--out",
+                           str(out),
+                           "--fraction", "0.001", "--iters", "2", "--batches", "1", "--channels",
+                           "16"],
                           env=env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = {r["stage"]: r for r in json.loads((out / "costs.json").read_text())}
@@ -32,9 +36,11 @@ def test_tiny_fraction(tmp_path, shared_dir) -> None:
     assert rows["features_train"]["images"] == n_train
     # 16 channels of 25x25 float16 per image (plus HDF5 metadata)
     assert rows["features_train"]["disk_mb"] >= n_train * 16 * 625 * 2 / 2**20
-    assert rows["features_train"]["disk_mb_at_1024ch"] == round(rows["features_train"]["disk_mb"] * 64, 1)
+    features = rows["features_train"]
+    assert features["disk_mb_at_1024ch"] == round(features["disk_mb"] * 64, 1)
     assert rows["train"]["images"] == 2 * 16 and rows["train"]["iterations"] == 2
-    assert rows["bench_rates"]["loader_images_per_s"] > 0 and rows["bench_rates"]["model_1024ch_train_images_per_s"] > 0
+    assert rows["bench_rates"]["loader_images_per_s"] > 0
+    assert rows["bench_rates"]["model_1024ch_train_images_per_s"] > 0
     assert rows["test"]["images"] == n_test and rows["eval"]["detections"] > 0
     evaluation = json.loads((out / "eval.json").read_text())
     assert {"default", "known_object"} <= set(evaluation)

@@ -19,17 +19,20 @@ def _official_reference(fmap, boxes, image, image_size, out):
         w, h = image_size[i].tolist()
         left, top, right, bottom = b[0] - 1, b[1] - 1, b[2], b[3]
         s = fmap.shape[-1]
-        x1, y1, x2, y2 = (int(left / w * s), int(top / h * s), int(right / w * s), int(bottom / h * s))
+        x1, y1, x2, y2 = (int(left / w * s), int(top / h * s), int(right / w * s),
+                          int(bottom / h * s))
         res.append(pool(fmap[i][:, y1:y2 + 1, x1:x2 + 1]))
     return torch.stack(res)
 
 
 def test_official_cells_by_hand() -> None:
-    boxes = torch.tensor([[101.0, 50.0, 300.0, 479.0], [1.0, 1.0, 640.0, 480.0], [640.0, 480.0, 640.0, 480.0]])
+    boxes = torch.tensor([[101.0, 50.0, 300.0, 479.0], [1.0, 1.0, 640.0, 480.0],
+                          [640.0, 480.0, 640.0, 480.0]])
     size = torch.tensor([[640.0, 480.0]] * 3)
-    # [100, 49, 300, 479] / [640, 480] * 25 = [3.91, 2.55, 11.72, 24.95]; the whole image reaches 25,
-    # which the slice clamps to the last cell; a one-pixel box at the corner is cell (24, 24)
-    assert official_cells(boxes, size, (25, 25)).tolist() == [[3, 2, 11, 24], [0, 0, 24, 24], [24, 24, 24, 24]]
+    # [100, 49, 300, 479] / [640, 480] * 25 = [3.91, 2.55, 11.72, 24.95]; the whole image reaches
+    # 25, which the slice clamps to the last cell; a one-pixel box at the corner is cell (24, 24)
+    assert (official_cells(boxes, size, (25, 25)).tolist()
+            == [[3, 2, 11, 24], [0, 0, 24, 24], [24, 24, 24, 24]])
 
 
 def test_official_pool_takes_the_max_of_the_crop() -> None:
@@ -51,7 +54,8 @@ def test_official_pool_equals_the_box_by_box_reference(out_size: int, map_size: 
     xy1 = torch.rand(k, 2, generator=g) * (wh - 2) + 1
     xy2 = xy1 + torch.rand(k, 2, generator=g) * (wh - xy1)
     boxes = torch.cat([xy1, xy2], 1)
-    boxes[:3] = torch.tensor([[1.0, 1.0, 640.0, 480.0], [1.0, 1.0, 2.0, 2.0], [300.0, 200.0, 330.0, 205.0]])
+    boxes[:3] = torch.tensor([[1.0, 1.0, 640.0, 480.0], [1.0, 1.0, 2.0, 2.0],
+                              [300.0, 200.0, 330.0, 205.0]])
     image[:3] = 0
     got = official_roi_pool(fmap, boxes, image, image_size, out_size)
     assert torch.equal(got, _official_reference(fmap, boxes, image, image_size, out_size))
@@ -62,7 +66,8 @@ def test_vsgnet_uses_the_configured_pooling() -> None:
     fmap = torch.randn(1, 8, 6, 6, generator=g)
     boxes = torch.tensor([[5.0, 7.0, 60.0, 90.0], [20.0, 3.0, 100.0, 40.0]])
     image, size = torch.tensor([0, 0]), torch.tensor([[110.0, 120.0]])
-    base = dict(in_channels=8, block_channels=4, roi_size=3, head_hidden=16, head_channels=12, spatial_size=20,
+    base = dict(in_channels=8, block_channels=4, roi_size=3, head_hidden=16, head_channels=12,
+                spatial_size=20,
                 spatial_channels=[4, 4])
     assert VSGNetConfig().roi_pool == "official"
     for kind, pooled in (("official", official_roi_pool(fmap, boxes, image, size, 3)),
@@ -71,4 +76,5 @@ def test_vsgnet_uses_the_configured_pooling() -> None:
         with torch.no_grad():
             got = model._roi_features(fmap, boxes, image, size, model.human_block)
             assert torch.allclose(got, model.human_block(pooled).mean(dim=(2, 3)))
-    assert not torch.allclose(official_roi_pool(fmap, boxes, image, size, 3), align_roi_pool(fmap, boxes, image, size, 3, 2))
+    assert not torch.allclose(official_roi_pool(fmap, boxes, image, size, 3),
+                              align_roi_pool(fmap, boxes, image, size, 3, 2))

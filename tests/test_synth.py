@@ -30,7 +30,8 @@ def test_official_layout(synth) -> None:
     train = sorted((synth / "images" / "train2015").glob("*.jpg"))
     test = sorted((synth / "images" / "test2015").glob("*.jpg"))
     assert len(train) == 60 and len(test) == 20
-    assert train[0].name == "HICO_train2015_00000001.jpg" and test[-1].name == "HICO_test2015_00000020.jpg"
+    assert train[0].name == "HICO_train2015_00000001.jpg"
+    assert test[-1].name == "HICO_test2015_00000020.jpg"
     records = read_anno_bbox_mat(synth / "anno_bbox.mat")
     assert len(records["train"]) == 60 and len(records["test"]) == 20
     assert len(read_list_action(synth / "anno.mat")) == 600
@@ -51,10 +52,12 @@ def test_round_trip_through_the_converter(synth) -> None:
     train = json.loads((synth / "anno" / "instances_train2015.json").read_text())
     counts = np.bincount([h for a in train["annotation"] for h in a["hoi"]], minlength=600)
     present = np.flatnonzero(counts)
-    allowed = {int(meta.pair_to_hoi[meta.objects.index(t.obj), meta.verbs.index(v)]) for t in TEMPLATES for v in t.verbs}
+    allowed = {int(meta.pair_to_hoi[meta.objects.index(t.obj), meta.verbs.index(v)])
+               for t in TEMPLATES for v in t.verbs}
     assert set(present.tolist()) <= allowed and len(present) >= 15
     rare = set(train["rare"])
-    assert any(c in rare for c in present) and any(c not in rare for c in present)  # both splits occur
+    # both splits occur
+    assert any(c in rare for c in present) and any(c not in rare for c in present)
     assert all((counts[c] < 10) == (c in rare) for c in present)
 
 

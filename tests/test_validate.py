@@ -34,9 +34,11 @@ def test_shared_test_split_is_valid(shared_dir) -> None:
 
 @pytest.mark.parametrize("corrupt, expected", [
     (lambda d: d["annotation"][2]["boxes_h"].__setitem__(0, [50, 10, 40, 20]), ("box_order", 2, 0)),
-    (lambda d: d["annotation"][3]["boxes_o"].__setitem__(0, [1, 1, float("nan"), 5]), ("box_order", 3, 0)),
+    (lambda d: d["annotation"][3]["boxes_o"].__setitem__(0, [1, 1, float("nan"), 5]),
+     ("box_order", 3, 0)),
     (lambda d: d["annotation"][0]["boxes_o"].__setitem__(0, [0, 1, 5, 5]), ("box_outside", 0, 0)),
-    (lambda d: d["annotation"][4]["boxes_h"].__setitem__(0, [1, 1, d["size"][4][0] + 1, 5]), ("box_outside", 4, 0)),
+    (lambda d: d["annotation"][4]["boxes_h"].__setitem__(0, [1, 1, d["size"][4][0] + 1, 5]),
+     ("box_outside", 4, 0)),
     (lambda d: d["annotation"][2]["hoi"].__setitem__(0, 600), ("hoi", 2, 0)),
     (lambda d: d["annotation"][2]["hoi"].__setitem__(0, -1), ("hoi", 2, 0)),
     (lambda d: d["annotation"][3]["verb"].__setitem__(0, 117), ("verb", 3, 0)),
@@ -98,7 +100,8 @@ def test_cli_exit_codes(valid, tmp_path, capsys) -> None:
     good.write_text(json.dumps(valid))
     assert main([str(good)]) == 0
     bad_data = copy.deepcopy(valid)
-    bad_data["annotation"][2]["boxes_o"][1 if len(bad_data["annotation"][2]["hoi"]) > 1 else 0] = [5, 5, 1, 1]
+    row = 1 if len(bad_data["annotation"][2]["hoi"]) > 1 else 0
+    bad_data["annotation"][2]["boxes_o"][row] = [5, 5, 1, 1]
     bad_data["annotation"][3]["hoi"][0] = 1000
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(bad_data))

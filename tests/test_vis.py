@@ -68,7 +68,8 @@ def _noisy_detections(data: dict, rng: np.random.Generator) -> HOIResults:
     classes = sorted({c for a in data["annotation"] for c in a["hoi"]})
     for i, (a, (w, h)) in enumerate(zip(data["annotation"], data["size"])):
         for bh, bo, c in zip(a["boxes_h"], a["boxes_o"], a["hoi"]):
-            for _ in range(2):  # the second copy is a duplicate: a false positive once the first matched
+            # the second copy is a duplicate: a false positive once the first matched
+            for _ in range(2):
                 jitter = rng.normal(0, 6, size=(2, 4))
                 rows["boxes_h"].append(_ordered(np.asarray(bh) + jitter[0]))
                 rows["boxes_o"].append(_ordered(np.asarray(bo) + jitter[1]))
@@ -82,8 +83,9 @@ def _noisy_detections(data: dict, rng: np.random.Generator) -> HOIResults:
             rows["hoi"].append(int(rng.choice(classes)))
             rows["score"].append(float(rng.random()))
     hoi = np.asarray(rows["hoi"])
-    return HOIResults(np.asarray(rows["image_index"]), np.asarray(rows["boxes_h"]), np.asarray(rows["boxes_o"]),
-                         meta.hoi_object[hoi], hoi, np.asarray(rows["score"]), filenames=list(data["filenames"]))
+    return HOIResults(np.asarray(rows["image_index"]), np.asarray(rows["boxes_h"]),
+                      np.asarray(rows["boxes_o"]), meta.hoi_object[hoi], hoi,
+                      np.asarray(rows["score"]), filenames=list(data["filenames"]))
 
 
 def _ordered(box: np.ndarray) -> list[float]:
@@ -115,7 +117,8 @@ def test_pr_curve_ap_equals_the_evaluators(synth_eval, setting: str) -> None:
     for c in informative:
         assert len(c.precision) == len(c.recall) == len(c.score) == len(c.tp) > 0
         assert np.all(np.diff(c.recall) >= 0) and np.all(np.diff(c.score) <= 0)
-        assert c.recall[-1] <= 1 and c.npos == sum(k == c.hoi_class for a in data["annotation"] for k in a["hoi"])
+        assert c.recall[-1] <= 1 and c.npos == sum(k == c.hoi_class for a in data["annotation"]
+                                                   for k in a["hoi"])
         assert len(c.interpolated) == 11 and np.mean(c.interpolated) == pytest.approx(c.ap)
     empty = curves[-1]  # class 7: neither GT nor detections
     assert empty.ap == 0 and len(empty.recall) == 0
@@ -135,7 +138,8 @@ def test_pr_curve_pictures(synth_eval, tmp_path: Path) -> None:
     assert paths == [tmp_path / "pr_default.png"]
     img = _png(paths[0])
     assert img.shape == (480, 640, 3) and _not_flat(img)
-    many = save_pr_curves(data, det, tmp_path / "many", classes=list(range(10)), setting="known_object")
+    many = save_pr_curves(data, det, tmp_path / "many", classes=list(range(10)),
+                          setting="known_object")
     assert [p.name for p in many] == ["pr_known_object_1.png", "pr_known_object_2.png"]
 
 
@@ -164,7 +168,8 @@ def photo_split(tmp_path_factory) -> tuple[Path, Path, Path]:
     det = HOIResults(
         image_index=np.array([0, 0, 0, 1]),
         boxes_h=np.array([[20, 20, 80, 70]] * 4, float),
-        boxes_o=np.array([[90, 30, 140, 100], [90, 30, 140, 100], [100, 80, 150, 110], [90, 30, 140, 100]], float),
+        boxes_o=np.array([[90, 30, 140, 100], [90, 30, 140, 100], [100, 80, 150, 110],
+                          [90, 30, 140, 100]], float),
         object=np.full(4, cup), hoi=np.array([lo, lo + 1, lo, lo + 2]),
         score=np.array([0.9, 0.6, 0.3, 0.05]), filenames=list(data["filenames"]))
     results = root / "results.npz"
@@ -190,7 +195,8 @@ def test_detections_are_drawn_on_the_image(photo_split, tmp_path: Path) -> None:
 def test_detections_with_ground_truth_and_scale(photo_split, tmp_path: Path) -> None:
     images, anno, results = photo_split
     plain = _png(save_detection_images(results, images, tmp_path / "a", scale=2.0)[0])
-    with_gt = _png(save_detection_images(results, images, tmp_path / "b", anno=anno, scale=2.0, top=1)[0])
+    with_gt = _png(save_detection_images(results, images, tmp_path / "b", anno=anno, scale=2.0,
+                                         top=1)[0])
     assert plain.shape == with_gt.shape == (320, 320, 3)
     # the GT human box [1, 1, 80, 160] is drawn dashed along the bottom edge
     assert np.abs(with_gt[-6:, 20:140] - plain[-6:, 20:140]).max() > 60
@@ -202,7 +208,8 @@ def test_detections_errors_name_the_problem(photo_split, tmp_path: Path) -> None
     images, anno, results = photo_split
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(VisError, match=r"not in the image folder .*empty.*HICO_test2015_00000001\.jpg"):
+    with pytest.raises(VisError, match=r"not in the image folder "
+                                       r".*empty.*HICO_test2015_00000001\.jpg"):
         save_detection_images(results, empty, tmp_path / "out")
     det = HOIResults.load(results)
     det.filenames = None
@@ -217,12 +224,15 @@ def test_detections_errors_name_the_problem(photo_split, tmp_path: Path) -> None
 
 def test_hoi_vis_detections_command(photo_split, tmp_path: Path, capsys) -> None:
     images, anno, results = photo_split
-    rc = hoi_main(["vis", "detections", "--results", str(results), "--images", str(images), "--anno", str(anno),
-                   "--out", str(tmp_path), "--top", "2", "--min-score", "0", "--max-images", "1", "--scale", "1"])
+    rc = hoi_main(["vis", "detections", "--results", str(results), "--images", str(images),
+                   "--anno", str(anno),
+                   "--out", str(tmp_path), "--top", "2", "--min-score", "0", "--max-images", "1",
+                   "--scale", "1"])
     assert rc == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["HICO_test2015_00000001_hoi.png"]
     assert "wrote" in capsys.readouterr().out
-    assert hoi_main(["vis", "detections", "--results", str(results), "--images", str(tmp_path / "nowhere"),
+    assert hoi_main(["vis", "detections", "--results", str(results), "--images",
+                     str(tmp_path / "nowhere"),
                      "--out", str(tmp_path)]) == 2
     assert "not in the image folder" in capsys.readouterr().err
 
@@ -273,7 +283,8 @@ def test_sac_maps_have_the_blocks_contexts(sac_setup) -> None:
         assert maps.alpha.shape[0] == maps.beta.shape[0] == maps.num_contexts == k
         h, w = maps.alpha.shape[1:]
         assert maps.input_norm.shape == maps.context_norm.shape == maps.output_norm.shape == (h, w)
-        np.testing.assert_allclose(maps.alpha.reshape(k, -1).sum(axis=1), 1, rtol=1e-4)  # softmax over N
+        np.testing.assert_allclose(maps.alpha.reshape(k, -1).sum(axis=1), 1,
+                                   rtol=1e-4)  # softmax over N
         assert maps.context_norm.std() > 0 and maps.input_norm.std() > 0
     assert [m.alpha.shape[0] for m in per_image[0]] == [4, 8]  # widths 128, 256 with l = 32
     # the two images give different maps
@@ -284,15 +295,18 @@ def test_sac_maps_have_the_blocks_contexts(sac_setup) -> None:
 def test_attention_pictures(sac_setup, tmp_path: Path) -> None:
     model, _, _, photos = sac_setup
     paths = save_attention_maps(model, photos[:1], tmp_path, INPUT)
-    assert [p.name for p in paths] == ["astronaut_layer2_3_alpha.png", "astronaut_layer2_3_norms.png",
-                                       "astronaut_layer3_5_alpha.png", "astronaut_layer3_5_norms.png"]
+    assert [p.name for p in paths] == ["astronaut_layer2_3_alpha.png",
+                                       "astronaut_layer2_3_norms.png",
+                                       "astronaut_layer3_5_alpha.png",
+                                       "astronaut_layer3_5_norms.png"]
     for p in paths:
         img = _png(p)
         assert min(img.shape[:2]) > 100 and _not_flat(img)
 
 
 def test_identity_sac_block_has_zero_context(tmp_path: Path) -> None:
-    cfg = backbone_config(config_file=None, overrides=["attention.type=sac", "attention.stages=[4]"])
+    cfg = backbone_config(config_file=None,
+                          overrides=["attention.type=sac", "attention.stages=[4]"])
     model = AttentionResNet(cfg).eval()  # untouched: W_rho = 0
     img = Image.fromarray((np.random.default_rng(0).random((64, 80, 3)) * 255).astype(np.uint8))
     maps = sac_maps(model, [img], (64, 64))[0][0]
@@ -308,7 +322,8 @@ def test_beta_similarity_with_and_without_softmax(sac_setup) -> None:
     assert list(sims) == [n for n, _ in sac_modules(model)]
     for pair in sims.values():
         assert len(pair[False]) == len(pair[True]) > 0
-        assert np.all(np.abs(pair[False]) <= 1 + 1e-5) and np.all(pair[True] >= -1e-6)  # softmax: > 0
+        assert np.all(np.abs(pair[False]) <= 1
+                      + 1e-5) and np.all(pair[True] >= -1e-6)  # softmax: > 0
         assert not np.allclose(pair[False], pair[True])
     first = sims[next(iter(sims))]  # stage 3: 12 x 12 = 144 positions, 64 sampled per image
     assert len(first[False]) == 2 * 64 * 63 // 2
@@ -343,7 +358,8 @@ def test_backbone_without_sac_is_refused() -> None:
 def test_hoi_vis_attention_and_beta_commands(sac_setup, tmp_path: Path, capsys) -> None:
     model, yaml, weights, photos = sac_setup
     common = ["--backbone", str(yaml), "--weights", str(weights), "--input-size", "96", "96"]
-    assert hoi_main(["vis", "attention", *common, "--image", str(photos[1]), "--out", str(tmp_path / "att")]) == 0
+    assert hoi_main(["vis", "attention", *common, "--image", str(photos[1]), "--out",
+                     str(tmp_path / "att")]) == 0
     written = sorted(p.name for p in (tmp_path / "att").iterdir())
     assert written == ["coffee_layer2_3_alpha.png", "coffee_layer2_3_norms.png",
                        "coffee_layer3_5_alpha.png", "coffee_layer3_5_norms.png"]
@@ -353,9 +369,11 @@ def test_hoi_vis_attention_and_beta_commands(sac_setup, tmp_path: Path, capsys) 
     reference = sac_maps(model, [load_rgb(photos[1])], INPUT)[0]
     np.testing.assert_allclose(maps[1].context_norm, reference[1].context_norm, rtol=1e-4)
     out = tmp_path / "beta" / "fig3.png"
-    assert hoi_main(["vis", "beta-similarity", *common, "--image", *map(str, photos), "--out", str(out),
+    assert hoi_main(["vis", "beta-similarity", *common, "--image", *map(str, photos), "--out",
+                     str(out),
                      "--max-positions", "32"]) == 0
     assert _not_flat(_png(out))
-    assert hoi_main(["vis", "attention", "--backbone", str(yaml), "--weights", str(tmp_path / "missing.pth"),
+    assert hoi_main(["vis", "attention", "--backbone", str(yaml), "--weights",
+                     str(tmp_path / "missing.pth"),
                      "--image", str(photos[0]), "--out", str(tmp_path)]) == 2
     assert "missing.pth" in capsys.readouterr().err

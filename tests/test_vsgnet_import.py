@@ -1,4 +1,5 @@
-"""--source import --import-format vsgnet: the official VSGNet detection files, boxes worked out by hand."""
+"""--source import --import-format vsgnet: the official VSGNet detection files, boxes worked out
+by hand."""
 
 from __future__ import annotations
 
@@ -29,8 +30,10 @@ def _setup(tmp_path: Path) -> tuple[Path, Path]:
         {"class_str": "dining table", "score": 0.02, "box_coords": [200.0, 0.0, 479.5, 639.5]},
         {"class_str": "cell phone", "score": 0.4, "box_coords": [-3.0, 630.5, 30.0, 700.0]},
     ]
-    (folder / "HICO_test2015_00000001.json").write_text(json.dumps({"H": 480, "W": 640, "detections": dets}))
-    (folder / "HICO_test2015_00000002.json").write_text(json.dumps({"H": 200, "W": 300, "detections": []}))
+    (folder / "HICO_test2015_00000001.json").write_text(json.dumps({"H": 480, "W": 640,
+                                                                    "detections": dets}))
+    (folder / "HICO_test2015_00000002.json").write_text(json.dumps({"H": 200, "W": 300,
+                                                                    "detections": []}))
     return anno, folder
 
 
@@ -45,12 +48,15 @@ def test_vsgnet_files_import_with_boxes_by_hand(tmp_path) -> None:
     assert detect_main(_args(anno, folder, out)) == 0
     f = ProposalFile(out)
     d = f[0]
-    # [top, left, bottom, right] -> [left + 1, top + 1, right, bottom], clipped to [1, 640] x [1, 480]
+    # [top, left, bottom, right] -> [left + 1, top + 1, right, bottom],
+    # clipped to [1, 640] x [1, 480]
     np.testing.assert_allclose(d.boxes, [[21.25, 11.5, 300.75, 400.0],
                                          [1.0, 201.0, 639.5, 479.5],
                                          [631.5, 1.0, 640.0, 30.0]])
-    np.testing.assert_allclose(d.scores, [0.95, 0.02, 0.4], rtol=1e-6)  # every detection kept, none cut
-    assert d.labels.tolist() == [49, 27, 21]  # person, dining_table, cell_phone in hico_obj_list.txt
+    # every detection kept, none cut
+    np.testing.assert_allclose(d.scores, [0.95, 0.02, 0.4], rtol=1e-6)
+    # person, dining_table, cell_phone in hico_obj_list.txt
+    assert d.labels.tolist() == [49, 27, 21]
     assert len(f[1].boxes) == 0
 
 
@@ -61,7 +67,8 @@ def test_vsgnet_size_disagreeing_with_the_annotation_is_refused(tmp_path, capsys
     out = tmp_path / "d.h5"
     assert detect_main(_args(anno, folder, out)) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and str(bad) in err and "200 x 300" in err and "300 x 200" in err
+    assert len(err.splitlines()) == 1 and str(bad) in err
+    assert "200 x 300" in err and "300 x 200" in err
     assert not list(tmp_path.glob("d.h5*"))
 
 
@@ -76,7 +83,8 @@ def test_vsgnet_unknown_class_is_refused(tmp_path, capsys) -> None:
 
 
 def test_project_format_stays_the_default() -> None:
-    assert parse_args(["--anno", "a", "--out", "b", "--source", "import"]).import_format == "project"
+    assert parse_args(["--anno", "a", "--out", "b", "--source",
+                       "import"]).import_format == "project"
 
 
 def test_coco_names_map_through_the_packaged_table() -> None:

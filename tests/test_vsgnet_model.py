@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from hoi.engine.checkpoint import CheckpointError
+from hoi.engine.loop import load_model_state
 from hoi.inputs.dataset import collate
 from hoi.models.heads.vsgnet import VSGNet, VSGNetConfig, bce_log_space
-from hoi.engine.loop import load_model_state
 
 TINY = VSGNetConfig(in_channels=8, block_channels=4, roi_size=3, head_hidden=16, head_channels=12,
                     spatial_size=20, spatial_channels=[4, 4])
@@ -24,9 +24,11 @@ def _item(nh: int, no: int, seed: int) -> dict:
     wh = torch.rand(nh + no, 2, generator=g) * 40 + 5
     boxes = torch.cat([xy, xy + wh], 1)
     ph, po = torch.meshgrid(torch.arange(nh), torch.arange(no), indexing="ij")
-    return {"index": seed, "features": torch.randn(8, 6, 6, generator=g), "image_size": torch.tensor([110.0, 120.0]),
+    return {"index": seed, "features": torch.randn(8, 6, 6, generator=g),
+            "image_size": torch.tensor([110.0, 120.0]),
             "boxes_h": boxes[:nh], "scores_h": torch.rand(nh, generator=g), "boxes_o": boxes[nh:],
-            "scores_o": torch.rand(no, generator=g), "labels_o": torch.randint(0, 80, (no,), generator=g),
+            "scores_o": torch.rand(no, generator=g),
+            "labels_o": torch.randint(0, 80, (no,), generator=g),
             "pair_h": ph.reshape(-1), "pair_o": po.reshape(-1),
             "labels": (torch.rand(nh * no, 117, generator=g) > 0.9).float()}
 
@@ -50,8 +52,10 @@ def test_graph_branch_matches_a_per_image_loop() -> None:
         out = model(batch)
         for img, it in enumerate(items):
             b = collate([it])
-            f_h = model._roi_features(b["features"], b["boxes_h"], b["image_h"], b["image_size"], model.human_block)
-            f_o = model._roi_features(b["features"], b["boxes_o"], b["image_o"], b["image_size"], model.object_block)
+            f_h = model._roi_features(b["features"], b["boxes_h"], b["image_h"], b["image_size"],
+                                      model.human_block)
+            f_o = model._roi_features(b["features"], b["boxes_o"], b["image_o"], b["image_size"],
+                                      model.object_block)
             single = model(b)
             adj = torch.sigmoid(single.interaction).view(len(f_h), len(f_o))
             g_h = f_h + adj @ model.object_to_human(f_o)
@@ -59,7 +63,8 @@ def test_graph_branch_matches_a_per_image_loop() -> None:
             pairs = torch.cat([g_h[b["pair_h"]], g_o[b["pair_o"]]], 1)
             from hoi.models.heads.pair_spatial import interaction_maps
             maps = interaction_maps(b["boxes_h"][b["pair_h"]], b["boxes_o"][b["pair_o"]],
-                                    b["image_size"][b["pair_image"]], TINY.spatial_size, TINY.spatial_value)
+                                    b["image_size"][b["pair_image"]], TINY.spatial_size,
+                                    TINY.spatial_value)
             a = model.spatial(maps)
             expected = model.graph_tail(model.graph_head(pairs) * a)
             rows = batch["pair_image"] == img
@@ -80,7 +85,8 @@ def test_log_space_bce_equals_the_product_form_and_stays_finite() -> None:
     # extreme logits: the product underflows to 0 or rounds to 1 in float32, the log form does not
     big = torch.tensor([[-1e4, 1e4, 80.0, -80.0]], requires_grad=True)
     log_p = (F.logsigmoid(big) * 3).clamp(max=-1e-6)
-    loss = bce_log_space(log_p, torch.tensor([[1.0, 0.0, 0.0, 1.0]]), torch.ones(1, 4, dtype=torch.bool))
+    loss = bce_log_space(log_p, torch.tensor([[1.0, 0.0, 0.0, 1.0]]),
+                         torch.ones(1, 4, dtype=torch.bool))
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(big.grad).all()
 
@@ -91,5 +97,6 @@ def test_weights_of_another_model_are_refused_with_the_keys() -> None:
         load_model_state(VSGNet(TINY), other.state_dict(), "other.pth")
     state = VSGNet(TINY).state_dict()
     state["extra.weight"] = state.pop("graph_tail.weight")
-    with pytest.raises(CheckpointError, match=r"missing keys \['graph_tail.weight'\].*unexpected keys \['extra.weight'\]"):
+    with pytest.raises(CheckpointError, match=r"missing keys \['graph_tail.weight'\].*unexpected "
+                                              r"keys \['extra.weight'\]"):
         load_model_state(VSGNet(TINY), state, "renamed.pth")

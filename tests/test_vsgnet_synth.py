@@ -21,7 +21,8 @@ CHANNELS = 16
 MAP = 8
 # small heads so that a CPU thread trains them in seconds
 TINY_MODEL = [
-    f"model.in_channels={CHANNELS}", "model.block_channels=8", "model.roi_size=3", "model.head_hidden=32",
+    f"model.in_channels={CHANNELS}", "model.block_channels=8", "model.roi_size=3",
+    "model.head_hidden=32",
     "model.head_channels=32", "model.spatial_size=20", "model.spatial_channels=[8,8]",
 ]
 
@@ -50,7 +51,8 @@ def make_split(root: Path, split: str, num_images: int = 8, seed: int = 0, arch:
                 if rng.random() < 0.3:
                     continue
                 options = [c for c in hois if meta.hoi_object[c] == oc]
-                for c in rng.choice(options, size=min(len(options), int(rng.integers(1, 3))), replace=False):
+                for c in rng.choice(options, size=min(len(options), int(rng.integers(1, 3))),
+                                    replace=False):
                     rec["boxes_h"].append(hb)
                     rec["boxes_o"].append(ob)
                     rec["hoi"].append(int(c))
@@ -69,11 +71,14 @@ def make_split(root: Path, split: str, num_images: int = 8, seed: int = 0, arch:
     (root / "cache").mkdir(parents=True, exist_ok=True)
     fingerprint = annotation_fingerprint(root / f"instances_{split}.json", anno)
     write_proposals(root / "cache" / f"detections_{split}.h5", names, dets,
-                     {"kind": "detections", "source": "gt boxes (test)", "annotation": fingerprint})
-    prov = {"backbone": to_dict(backbone_config(arch)), "weights_sha256": "0" * 64, "weights_seed": None,
-            "input_size": [400, 400], "normalization": "imagenet", "layer": "stage4", "dtype": "float16",
+                    {"kind": "detections", "source": "gt boxes (test)", "annotation": fingerprint})
+    prov = {"backbone": to_dict(backbone_config(arch)), "weights_sha256": "0" * 64,
+            "weights_seed": None,
+            "input_size": [400, 400], "normalization": "imagenet", "layer": "stage4",
+            "dtype": "float16",
             "annotation": fingerprint}
-    writer = FeatureWriter(root / "cache" / arch / f"features_{split}.h5", names, sizes, (CHANNELS, MAP, MAP), prov)
+    writer = FeatureWriter(root / "cache" / arch / f"features_{split}.h5", names, sizes,
+                           (CHANNELS, MAP, MAP), prov)
     for i in range(num_images):
         writer.write(i, rng.standard_normal((CHANNELS, MAP, MAP)).astype(np.float32))
     writer.close()
@@ -91,7 +96,8 @@ def run_overrides(root: Path, out: Path, **extra) -> list[str]:
     base = {
         "data.root": str(root), "data.workers": 0, "data.val_fraction": 0.0, "device": "cpu",
         "optim.batch_size": 4, "optim.epochs": 3, "optim.lr": 0.05, "model.spatial_lr": 0.05,
-        "optim.lr_factor_epochs": "[2,2]", "optim.lr_factor": 2.0, "progress": False, "tensorboard": False,
+        "optim.lr_factor_epochs": "[2,2]", "optim.lr_factor": 2.0, "progress": False,
+        "tensorboard": False,
         "output_dir": str(out), "log_every": 1, "test.batch_size": 4,
     }
     base.update(extra)
@@ -112,12 +118,15 @@ def test_files_of_other_images_are_refused(tmp_path: Path) -> None:
     other = tmp_path / "other"
     make_split(other, "train2015", 5, seed=1)
     # annotations of 5 images with detections of 4 images that have other names
-    (tmp_path / "instances_train2015.json").write_text((other / "instances_train2015.json").read_text())
+    (tmp_path / "instances_train2015.json").write_text(
+        (other / "instances_train2015.json").read_text())
     data = json.loads((tmp_path / "instances_train2015.json").read_text())
     data["filenames"] = [n.replace("HICO_", "HICO_x") for n in data["filenames"]]
     (tmp_path / "instances_train2015.json").write_text(json.dumps(data))
-    with pytest.raises(ProvenanceMismatch, match=r"detections_train2015.h5 was made from another annotation file "
-                                                 r"than .*instances_train2015.json: field 'annotation.sha256' differs "
+    with pytest.raises(ProvenanceMismatch, match=r"detections_train2015.h5 was made from another "
+                                                 r"annotation file "
+                                                 r"than .*instances_train2015.json: field "
+                                                 r"'annotation.sha256' differs "
                                                  r".*4 vs 5 images.*and 1 more"):
         open_split(_cfg(tmp_path, tmp_path / "run"), "train2015")
     # with the override the content checks still refuse what cannot work at all
@@ -133,7 +142,8 @@ def test_features_of_another_backbone_are_refused(tmp_path: Path) -> None:
     (tmp_path / "cache" / ARCH).mkdir(parents=True)
     (tmp_path / "cache" / "resnet50" / "features_train2015.h5").rename(
         tmp_path / "cache" / ARCH / "features_train2015.h5")
-    with pytest.raises(CacheError, match=r"another backbone[^$]*attention.type: features .none., this run .sac."):
+    with pytest.raises(CacheError, match=r"another backbone[^$]*attention.type: features .none., "
+                                         r"this run .sac."):
         open_split(_cfg(tmp_path, tmp_path / "run"), "train2015")
     open_split(_cfg(tmp_path, tmp_path / "run", **{"data.check_backbone": False}), "train2015")
 

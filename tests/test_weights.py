@@ -55,7 +55,8 @@ def test_attention_weights_round_trip(tmp_path) -> None:
     other = create_backbone("sac_resnet50")
     report = load_backbone_weights(other, path)
     assert report.missing_attention == []
-    assert torch.equal(other.layer3[-1].attn_after_conv2.rho.weight, model.layer3[-1].attn_after_conv2.rho.weight)
+    assert torch.equal(other.layer3[-1].attn_after_conv2.rho.weight,
+                       model.layer3[-1].attn_after_conv2.rho.weight)
     # A trained SAC checkpoint into a GC-ResNet: every SAC key is unexpected, GC keys missing.
     with pytest.raises(WeightsError, match=r"unexpected keys \(18\): layer1\.2\.attn_after_conv2"):
         load_backbone_weights(create_backbone("gc_resnet50"), path)
@@ -69,7 +70,8 @@ def test_mismatch_lists_missing_and_unexpected_keys(tmp_path) -> None:
         load_backbone_weights(model, path)
     text = str(err.value)
     assert str(path) in text and "missing keys (0)" in text
-    assert "unexpected keys (" in text and "layer3.6.conv1.weight" in text and "strict=False" in text
+    assert "unexpected keys (" in text and "layer3.6.conv1.weight" in text
+    assert "strict=False" in text
     report = load_backbone_weights(model, path, strict=False)
     assert "layer3.22.bn3.running_var" in report.unexpected
 
@@ -77,7 +79,8 @@ def test_mismatch_lists_missing_and_unexpected_keys(tmp_path) -> None:
 def test_shape_mismatch_and_ignore_classifier(tmp_path) -> None:
     path = tmp_path / "ten_classes.pth"
     torch.save(create_backbone("resnet50", overrides=["num_classes=10"]).state_dict(), path)
-    with pytest.raises(WeightsError, match=r"fc.weight \(file \(10, 2048\), model \(1000, 2048\)\)"):
+    with pytest.raises(WeightsError,
+                       match=r"fc.weight \(file \(10, 2048\), model \(1000, 2048\)\)"):
         load_backbone_weights(create_backbone("resnet50"), path)
     load_backbone_weights(create_backbone("resnet50"), path, ignore_classifier=True)
 
@@ -98,7 +101,8 @@ def test_unreadable_and_foreign_files_are_named(tmp_path) -> None:
 def test_download_failure_says_what_to_do(tmp_path, monkeypatch) -> None:
     """No network in tests: point the download at a closed local port to make it fail."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(weights_mod, "torchvision_url", lambda depth: "http://127.0.0.1:9/resnet50-0676ba61.pth")
+    monkeypatch.setattr(weights_mod, "torchvision_url",
+                        lambda depth: "http://127.0.0.1:9/resnet50-0676ba61.pth")
     with pytest.raises(WeightsError) as err:
         load_backbone_weights(create_backbone("sac_resnet50"), "torchvision")
     text = str(err.value)

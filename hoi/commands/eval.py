@@ -6,33 +6,44 @@ import argparse
 import warnings
 from pathlib import Path
 
-HELP = "HICO-DET mAP of a results file (official protocol), and export to the official MATLAB layout"
+HELP = ("HICO-DET mAP of a results file (official protocol), and export to the official MATLAB "
+        "layout")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from hoi.evaluation.hico_det import IOU_THRESHOLD
     from hoi.evaluation.matlab import LAYOUTS
 
-    parser.add_argument("--anno", required=True, help="instances_test2015.json (docs/architecture.md#annotation-files)")
+    parser.add_argument("--anno", required=True, help="instances_test2015.json "
+                                                      "(docs/architecture.md#annotation-files)")
     parser.add_argument("--detections", required=True,
-                        help="results: .npz / .h5 (docs/architecture.md#results-files), a MATLAB detections.mat (all_boxes "
+                        help="results: .npz / .h5 (docs/architecture.md#results-files), a MATLAB "
+                             "detections.mat (all_boxes "
                              "600 x N), or a directory of the 80 detections_XX.mat files")
     parser.add_argument("--setting", choices=("default", "known_object", "both"), default="both")
-    parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="write the results as JSON")
-    parser.add_argument("--per-class", type=Path, default=None, metavar="CSV", help="write per-class AP and recall")
+    parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="write the results "
+                                                                               "as JSON")
+    parser.add_argument("--per-class", type=Path, default=None, metavar="CSV",
+                        help="write per-class AP and recall")
     parser.add_argument("--classes", choices=("all", "annotated"), default="all",
-                        help="mAP over all 600 classes (official) or only those with GT pairs in --anno")
-    parser.add_argument("--iou", type=float, default=IOU_THRESHOLD, help="minimum min(IoU_h, IoU_o) of a match")
+                        help="mAP over all 600 classes (official) or only those with GT pairs in "
+                             "--anno")
+    parser.add_argument("--iou", type=float, default=IOU_THRESHOLD, help="minimum min(IoU_h, "
+                                                                         "IoU_o) of a match")
     parser.add_argument("--anno-mat", type=Path, default=None,
-                        help="official anno.mat: take the Known-Object image sets from its image-level "
+                        help="official anno.mat: take the Known-Object image sets from its "
+                             "image-level "
                              "labels, as the official code does (default: from the GT boxes)")
     parser.add_argument("--export-matlab", type=Path, default=None, metavar="DIR",
-                        help="also write the detections in the official MATLAB layout (0-based boxes)")
+                        help="also write the detections in the official MATLAB layout (0-based "
+                             "boxes)")
     parser.add_argument("--allow-mismatch", action="store_true",
-                        help="score results whose recorded annotation fingerprint differs from --anno anyway "
+                        help="score results whose recorded annotation fingerprint differs from "
+                             "--anno anyway "
                              "(the mismatch is recorded in --json)")
     parser.add_argument("--matlab-layout", choices=LAYOUTS, default="per_object",
-                        help="layout of --export-matlab: 80 detections_XX.mat files or one detections.mat")
+                        help="layout of --export-matlab: 80 detections_XX.mat files or one "
+                             "detections.mat")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         detections = read_matlab(path, num_images)
     else:
         detections = HOIResults.load(path)
-    ordered, accepted = results_for_annotation(detections, path, args.anno, data, args.allow_mismatch)
+    ordered, accepted = results_for_annotation(detections, path, args.anno, data,
+                                               args.allow_mismatch)
     ko_images = None
     if args.anno_mat is not None:
         ko_images = known_object_images_from_labels(read_image_labels(args.anno_mat, "test"),
@@ -62,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
                           classes=args.classes)
     for w in caught:
         print(f"warning: {w.message}")
-    print(f"{args.detections}: {len(detections)} detections, {result.info['num_gt_pairs']} GT pairs, "
+    print(f"{args.detections}: {len(detections)} detections, {result.info['num_gt_pairs']} GT "
+          "pairs, "
           f"{num_images} images; mAP in percent")
     print(result.table())
     if args.json is not None:

@@ -10,8 +10,10 @@ HELP = "write a pretraining checkpoint's backbone weights for the feature extrac
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", metavar="CKPT", help="checkpoint.pth written by `hoi pretrain`")
-    parser.add_argument("out", metavar="OUT", help="file to write, e.g. weights/sac_resnet50_imagenet.pth")
+    parser.add_argument("checkpoint", metavar="CKPT", help="checkpoint.pth written by `hoi "
+                                                           "pretrain`")
+    parser.add_argument("out", metavar="OUT", help="file to write, e.g. "
+                                                   "weights/sac_resnet50_imagenet.pth")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
         return 0
     h, w = args.input
-    header = f"{'arch':<16} {'attention':<44} {'params':>9} {'FLOPs':>8} {'FLOPs (Eq.5 as written)':>24}"
+    header = (f"{'arch':<16} {'attention':<44} {'params':>9} {'FLOPs':>8} "
+              f"{'FLOPs (Eq.5 as written)':>24}")
     print(f"input {h}x{w}; FLOPs are multiply-adds")
     print(header)
     print("-" * len(header))

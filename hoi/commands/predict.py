@@ -11,7 +11,8 @@ HELP = "HOI detections of a trained run on new images (predictions.json + one dr
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from hoi.detector import DEFAULT_CONFIG
 
-    parser.add_argument("--checkpoint", required=True, help="best.pth or checkpoint.pth of a hoi train run")
+    parser.add_argument("--checkpoint", required=True, help="best.pth or checkpoint.pth of a hoi "
+                                                            "train run")
     parser.add_argument("--images", required=True, nargs="+", metavar="DIR_OR_FILE",
                         help="image files, or folders whose images are all taken")
     parser.add_argument("--out", required=True, help="folder for predictions.json and the drawings")
@@ -19,16 +20,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=5, help="HOIs kept per image, best first")
     parser.add_argument("--score-thresh", type=float, default=0.1, help="lowest HOI score kept")
     parser.add_argument("--detections", default=None,
-                        help="a detections file (data_prep.detect format) holding these images, instead of Detectron2")
-    parser.add_argument("--detector-config", default=DEFAULT_CONFIG, help="model-zoo config name or a local YAML")
+                        help="a detections file (data_prep.detect format) holding these images, "
+                             "instead of Detectron2")
+    parser.add_argument("--detector-config", default=DEFAULT_CONFIG, help="model-zoo config name "
+                                                                          "or a local YAML")
     parser.add_argument("--detector-weights", default=None,
-                        help="detector weights file; default: the model zoo's (needs network); 'none': random")
+                        help="detector weights file; default: the model zoo's (needs network); "
+                             "'none': random")
     parser.add_argument("--detector-score-thresh", type=float, default=0.05)
     parser.add_argument("--detector-max-per-image", type=int, default=100)
-    parser.add_argument("--detector-min-size", type=int, default=None, help="test-time short side (default 800)")
-    parser.add_argument("--detector-max-size", type=int, default=None, help="test-time long-side cap (default 1333)")
+    parser.add_argument("--detector-min-size", type=int, default=None, help="test-time short side "
+                                                                            "(default 800)")
+    parser.add_argument("--detector-max-size", type=int, default=None, help="test-time long-side "
+                                                                            "cap (default 1333)")
     parser.add_argument("--backbone-weights", default=None, metavar="FILE",
-                        help="the backbone file, where the one recorded by the run is not at its recorded path "
+                        help="the backbone file, where the one recorded by the run is not at its "
+                             "recorded path "
                              "(checked by its sha256)")
     parser.add_argument("--batch-size", type=int, default=4, help="images per batch")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
@@ -45,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
-    overrides = list(args.overrides) + ([f"device={args.device}"] if args.device is not None else [])
+    overrides = list(args.overrides) + ([f"device={args.device}"] if args.device is not None
+                                        else [])
     ckpt = load_checkpoint(args.checkpoint)
     cfg = config_of_checkpoint(ckpt, args.checkpoint, overrides)
     detector = None if args.detections else DetectorSettings(

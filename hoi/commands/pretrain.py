@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true",
         help="continue from OUTPUT_DIR/checkpoint.pth (refused if it is another architecture)",
     )
-    group.add_argument("--resume-from", default=None, metavar="CKPT", help="continue from this checkpoint")
+    group.add_argument("--resume-from", default=None, metavar="CKPT", help="continue from this "
+                                                                           "checkpoint")
     parser.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE",
         help="config overrides, e.g. data.root=/data/imagenet optim.epochs=90 arch=gc_resnet50",

@@ -1,5 +1,5 @@
-"""``hoi train``: train an interaction head (VSGNet by default) on cached HICO-DET features (one process, or one of
-several under torchrun)."""
+"""``hoi train``: train an interaction head (VSGNet by default) on cached HICO-DET features (one
+process, or one of several under torchrun)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hoi.hoi_config import load_config
     from hoi.engine.loop import CHECKPOINT_NAME
+    from hoi.hoi_config import load_config
     from hoi.training.train_heads import run_training
 
     cfg = load_config(args.config, args.overrides)

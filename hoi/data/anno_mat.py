@@ -13,9 +13,10 @@ undoes all of it. :func:`write_anno_bbox_mat` writes the same structure from ann
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.io
@@ -65,7 +66,8 @@ def _get(record: Any, name: str, where: str) -> Any:
         if name not in record._fieldnames:
             raise AnnotationError(f"{where}: missing field '{name}' (has {record._fieldnames})")
         return getattr(record, name)
-    raise AnnotationError(f"{where}: expected a struct with field '{name}', got {type(record).__name__}")
+    raise AnnotationError(f"{where}: expected a struct with field '{name}', got "
+                          f"{type(record).__name__}")
 
 
 def _scalar(value: Any, where: str) -> float:
@@ -80,7 +82,8 @@ def _boxes(value: Any, where: str) -> np.ndarray:
         return np.zeros((0, 4))
     rows = []
     for k, box in enumerate(_items(value)):
-        rows.append([_scalar(_get(box, f, f"{where}({k + 1})"), f"{where}({k + 1}).{f}") for f in BOX_FIELDS])
+        rows.append([_scalar(_get(box, f, f"{where}({k + 1})"),
+                             f"{where}({k + 1}).{f}") for f in BOX_FIELDS])
     return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
 
 
@@ -91,7 +94,8 @@ def _connection(value: Any, where: str) -> np.ndarray:
     if arr.ndim == 1 and arr.size == 2:  # a single row, squeezed
         arr = arr.reshape(1, 2)
     if arr.ndim != 2 or arr.shape[1] != 2:
-        raise AnnotationError(f"{where}: expected an Mx2 matrix of [human, object] indices, got shape {arr.shape}")
+        raise AnnotationError(f"{where}: expected an Mx2 matrix of [human, object] indices, got "
+                              f"shape {arr.shape}")
     if not np.array_equal(arr, np.round(arr)):
         raise AnnotationError(f"{where}: expected integer indices, got {arr.tolist()}")
     return arr.astype(np.int64)
@@ -146,7 +150,8 @@ def _loadmat(path: Path) -> dict[str, Any]:
 
 
 def read_anno_bbox_mat(path: str | Path) -> dict[str, list[OfficialImage]]:
-    """Read ``anno_bbox.mat`` -> ``{"train": [...], "test": [...]}`` (splits present in the file)."""
+    """Read ``anno_bbox.mat`` -> ``{"train": [...], "test": [...]}`` (splits present in the
+    file)."""
     path = Path(path)
     mat = _loadmat(path)
     out = {}
@@ -178,7 +183,8 @@ def check_list_action(names: Sequence[tuple[str, str]], source: str) -> None:
     meta = hico_metadata()
     expected = [(meta.objects[o], meta.verbs[v]) for o, v in zip(meta.hoi_object, meta.hoi_verb)]
     if len(names) != len(expected):
-        raise AnnotationError(f"{source}: list_action has {len(names)} entries, expected {len(expected)}")
+        raise AnnotationError(f"{source}: list_action has {len(names)} entries, expected "
+                              f"{len(expected)}")
     for k, (got, want) in enumerate(zip(names, expected)):
         if tuple(got) != want:
             raise AnnotationError(f"{source}: list_action({k + 1}) is {got}, expected {want} "
@@ -213,8 +219,10 @@ def train_pair_counts(images: Sequence[OfficialImage]) -> np.ndarray:
     return counts
 
 
-def official_to_instances(images: Sequence[OfficialImage], train_pairs: np.ndarray | None) -> dict[str, Any]:
-    """Official records -> annotation dict (docs/architecture.md#annotation-files): one pair per connection row,
+def official_to_instances(images: Sequence[OfficialImage],
+                          train_pairs: np.ndarray | None) -> dict[str, Any]:
+    """Official records -> annotation dict (docs/architecture.md#annotation-files): one pair per
+    connection row,
     invisible entries left out, boxes unchanged (1-based)."""
     meta = hico_metadata()
     pairs = []
@@ -239,7 +247,8 @@ def _unique_rows(boxes: list[list[float]]) -> tuple[np.ndarray, np.ndarray]:
     """Distinct boxes in order of first appearance, and each input's 1-based index among them."""
     seen: dict[tuple[float, ...], int] = {}
     index = [seen.setdefault(tuple(b), len(seen)) + 1 for b in boxes]
-    return np.asarray(list(seen), dtype=np.float64).reshape(-1, 4), np.asarray(index, dtype=np.int64)
+    return np.asarray(list(seen),
+                      dtype=np.float64).reshape(-1, 4), np.asarray(index, dtype=np.int64)
 
 
 def instances_to_official(data: Mapping[str, Any]) -> list[OfficialImage]:
@@ -290,14 +299,16 @@ def _image_struct(image: OfficialImage) -> dict[str, Any]:
     names = ("id", "bboxhuman", "bboxobject", "connection", "invis")
     return {
         "filename": image.filename,
-        "size": {"width": float(image.width), "height": float(image.height), "depth": float(image.depth)},
+        "size": {"width": float(image.width), "height": float(image.height),
+                 "depth": float(image.depth)},
         "hoi": _struct_array(hois, names) if hois else np.zeros((0, 0)),
     }
 
 
 def _list_action() -> np.ndarray:
     meta = hico_metadata()
-    rows = [{"nname": meta.objects[o], "vname": meta.verbs[v]} for o, v in zip(meta.hoi_object, meta.hoi_verb)]
+    rows = [{"nname": meta.objects[o], "vname": meta.verbs[v]} for o, v in zip(meta.hoi_object,
+                                                                               meta.hoi_verb)]
     arr = _struct_array(rows, ("nname", "vname"))
     return arr.reshape(-1, 1)
 
@@ -308,7 +319,8 @@ def write_official_mat(splits: Mapping[str, Sequence[OfficialImage]], path: str 
     for split, images in splits.items():
         if split not in SPLIT_VARS:
             raise ValueError(f"unknown split {split!r}; expected one of {list(SPLIT_VARS)}")
-        out[SPLIT_VARS[split]] = _struct_array([_image_struct(im) for im in images], ("filename", "size", "hoi"))
+        out[SPLIT_VARS[split]] = _struct_array([_image_struct(im) for im in images],
+                                               ("filename", "size", "hoi"))
     scipy.io.savemat(str(path), out, do_compression=True)
 
 

@@ -1,4 +1,5 @@
-"""HICO-DET annotation files (``instances_{train,test}2015.json``, docs/architecture.md#annotation-files).
+"""HICO-DET annotation files (``instances_{train,test}2015.json``,
+docs/architecture.md#annotation-files).
 
 The schema is the one of fredzzhang/hicodet: ``filenames``, ``size`` ([w, h]), ``annotation``
 (per image: ``boxes_h``, ``boxes_o``, ``hoi``, ``object``, ``verb``), ``empty``, ``objects``,
@@ -12,16 +13,18 @@ content (box ranges, class consistency).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from hoi.data.metadata import hico_metadata, rare_split
 from hoi.errors import UserError
 
-UNKNOWN_SIZE = (0, 0)  # ``size`` of an image whose size no source gave (only for images without pairs)
+# ``size`` of an image whose size no source gave (only for images without pairs)
+UNKNOWN_SIZE = (0, 0)
 TOP_KEYS = ("filenames", "size", "annotation", "empty", "objects", "verbs", "correspondence",
             "rare", "non_rare")
 PAIR_KEYS = ("boxes_h", "boxes_o", "hoi", "object", "verb")
@@ -36,7 +39,8 @@ def _fail(source: str, where: str, what: str) -> AnnotationError:
 
 
 def check_schema(data: Any, source: str = "<annotations>") -> None:
-    """Raise :class:`AnnotationError` unless ``data`` has the structure of docs/architecture.md#annotation-files."""
+    """Raise :class:`AnnotationError` unless ``data`` has the structure of
+    docs/architecture.md#annotation-files."""
     if not isinstance(data, Mapping):
         raise _fail(source, "top level", f"expected a JSON object with keys {list(TOP_KEYS)}, "
                     f"got {type(data).__name__}")
@@ -47,13 +51,15 @@ def check_schema(data: Any, source: str = "<annotations>") -> None:
     for key in ("size", "annotation"):
         if not isinstance(data[key], Sequence) or len(data[key]) != n:
             got = len(data[key]) if isinstance(data[key], Sequence) else type(data[key]).__name__
-            raise _fail(source, f"field '{key}'", f"expected a list of {n} entries (one per filename), got {got}")
+            raise _fail(source, f"field '{key}'", f"expected a list of {n} entries (one per "
+                                                  f"filename), got {got}")
     for i, name in enumerate(data["filenames"]):
         if not isinstance(name, str):
             raise _fail(source, f"filenames[{i}]", f"expected a string, got {name!r}")
     for i, size in enumerate(data["size"]):
         if not (isinstance(size, Sequence) and len(size) == 2):
-            raise _fail(source, f"size[{i}] ({data['filenames'][i]})", f"expected [width, height], got {size!r}")
+            raise _fail(source, f"size[{i}] ({data['filenames'][i]})", "expected [width, height], "
+                                                                       f"got {size!r}")
     for i, anno in enumerate(data["annotation"]):
         where = f"annotation[{i}] ({data['filenames'][i]})"
         if not isinstance(anno, Mapping):
@@ -67,12 +73,14 @@ def check_schema(data: Any, source: str = "<annotations>") -> None:
         for key in ("boxes_h", "boxes_o"):
             for j, box in enumerate(anno[key]):
                 if not (isinstance(box, Sequence) and len(box) == 4):
-                    raise _fail(source, f"{where} field '{key}' pair {j}", f"expected [x1, y1, x2, y2], got {box!r}")
+                    raise _fail(source, f"{where} field '{key}' pair {j}", "expected [x1, y1, x2, "
+                                                                           f"y2], got {box!r}")
     if len(data["objects"]) < 1 or len(data["verbs"]) < 1:
         raise _fail(source, "objects/verbs", "expected non-empty name lists")
     for k, row in enumerate(data["correspondence"]):
         if not (isinstance(row, Sequence) and len(row) == 3):
-            raise _fail(source, f"correspondence[{k}]", f"expected [hoi, object, verb], got {row!r}")
+            raise _fail(source, f"correspondence[{k}]",
+                        f"expected [hoi, object, verb], got {row!r}")
 
 
 def load_annotations(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:

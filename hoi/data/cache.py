@@ -1,4 +1,5 @@
-"""HDF5 files between the stages (docs/architecture.md#proposal-files, #feature-files): object detections and backbone
+"""HDF5 files between the stages (docs/architecture.md#proposal-files, #feature-files): object
+detections and backbone
 feature maps, written resumably and read lazily.
 
 Detections ``detections_{split}.h5`` (final form): ``filenames`` (N,), ``offsets`` (N+1,),
@@ -25,9 +26,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import h5py
@@ -84,7 +85,8 @@ class ImageProposals:
 
     def __add__(self, other: ImageProposals) -> ImageProposals:
         """These proposals followed by ``other``'s."""
-        return ImageProposals(np.concatenate([self.boxes, other.boxes]), np.concatenate([self.scores, other.scores]),
+        return ImageProposals(np.concatenate([self.boxes, other.boxes]),
+                              np.concatenate([self.scores, other.scores]),
                               np.concatenate([self.labels, other.labels]))
 
 
@@ -92,8 +94,10 @@ def gt_proposals(record: Mapping[str, Any], score: float = 1.0) -> ImageProposal
     """The distinct GT boxes of one image's annotation record (``boxes_h``, ``boxes_o``,
     ``object``) as proposals of score ``score``: human boxes as persons, object boxes with their
     object class, in order of first appearance."""
-    boxes = np.asarray(list(record["boxes_h"]) + list(record["boxes_o"]), dtype=np.float32).reshape(-1, 4)
-    labels = np.asarray([PERSON_OBJECT] * len(record["boxes_h"]) + list(record["object"]), dtype=np.int64)
+    boxes = np.asarray(list(record["boxes_h"]) + list(record["boxes_o"]),
+                       dtype=np.float32).reshape(-1, 4)
+    labels = np.asarray([PERSON_OBJECT] * len(record["boxes_h"]) + list(record["object"]),
+                        dtype=np.int64)
     if len(boxes):
         keyed = np.concatenate([boxes, labels[:, None].astype(np.float32)], axis=1)
         _, first = np.unique(keyed, axis=0, return_index=True)
@@ -157,13 +161,16 @@ class ProposalFile:
         self.path = Path(path)
         if not self.path.is_file():
             partial = self.path.with_name(self.path.name + ".partial")
-            hint = f" (an unfinished run left {partial}: rerun the detect stage)" if partial.exists() else ""
+            hint = (f" (an unfinished run left {partial}: rerun the detect stage)"
+                    if partial.exists() else "")
             raise CacheError(f"detections file not found: {self.path}{hint}")
         try:
             with h5py.File(self.path, "r") as f:
-                missing = [k for k in ("filenames", "offsets", "boxes", "scores", "labels") if k not in f]
+                missing = [k for k in ("filenames", "offsets", "boxes", "scores",
+                                       "labels") if k not in f]
                 if missing:
-                    raise CacheError(f"{self.path}: not a detections file, missing datasets {missing}")
+                    raise CacheError(f"{self.path}: not a detections file, missing datasets "
+                                     f"{missing}")
                 self.filenames = _filenames(f)
                 self.offsets = f["offsets"][()]
                 self.boxes = f["boxes"][()]
@@ -174,7 +181,8 @@ class ProposalFile:
             raise CacheError(f"{self.path}: not a readable HDF5 file ({err})") from err
         if len(self.offsets) != len(self.filenames) + 1 or self.offsets[-1] != len(self.boxes):
             raise CacheError(
-                f"{self.path}: offsets ({len(self.offsets)} entries, last {self.offsets[-1]}) do not "
+                f"{self.path}: offsets ({len(self.offsets)} entries, last {self.offsets[-1]}) do "
+                "not "
                 f"fit {len(self.filenames)} images and {len(self.boxes)} boxes"
             )
         self.index = {name: i for i, name in enumerate(self.filenames)}
@@ -201,7 +209,8 @@ class _DoneFlags:
     filenames: list[str]
 
     def _load_done(self) -> None:
-        self._done = self.file["done"]  # one handle: its writes are flushed by flush(), errors raised there
+        # one handle: its writes are flushed by flush(), errors raised there
+        self._done = self.file["done"]
         self.done = self._done[()].astype(bool)
         self._new_done: list[int] = []
 
@@ -232,7 +241,8 @@ class ProposalWriter(_DoneFlags):
     """
 
     def __init__(
-        self, path: str | Path, filenames: Sequence[str], max_per_image: int, provenance: dict[str, Any]
+        self, path: str | Path, filenames: Sequence[str], max_per_image: int,
+        provenance: dict[str, Any]
     ) -> None:
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".partial")
@@ -243,7 +253,8 @@ class ProposalWriter(_DoneFlags):
         if self.partial.exists():
             self.file = h5py.File(self.partial, "r+")
             _check_same(self.partial, "image lists", _filenames(self.file), self.filenames)
-            _check_same(self.partial, "provenance", _provenance(self.file), json.loads(json.dumps(provenance)))
+            _check_same(self.partial, "provenance", _provenance(self.file),
+                        json.loads(json.dumps(provenance)))
             _check_same(self.partial, "padding sizes", self.file["scores"].shape[1], max_per_image)
         else:
             def fill(f: h5py.File) -> None:
@@ -267,7 +278,8 @@ class ProposalWriter(_DoneFlags):
         """Store one image's detections; they count as done after the next :meth:`flush`."""
         k = len(det)
         if k > self.max_per_image:
-            raise ValueError(f"image {self.filenames[index]}: {k} detections > cap {self.max_per_image}")
+            raise ValueError(f"image {self.filenames[index]}: {k} detections > cap "
+                             f"{self.max_per_image}")
         with disk_full_as_error(self.partial, "writing detections"):
             self._data["boxes"][index, :k] = det.boxes
             self._data["scores"][index, :k] = det.scores
@@ -285,7 +297,8 @@ class ProposalWriter(_DoneFlags):
         self.flush()
         if not self.done.all():
             missing = [self.filenames[i] for i in np.flatnonzero(~self.done)[:5]]
-            raise CacheError(f"{self.partial}: {int((~self.done).sum())} images not done yet, e.g. {missing}")
+            raise CacheError(f"{self.partial}: {int((~self.done).sum())} images not done yet, e.g. "
+                             f"{missing}")
         dets = [self.read(i) for i in range(len(self.filenames))]
         write_proposals(self.path, self.filenames, dets, self.provenance)
         self.close()
@@ -324,16 +337,20 @@ class FeatureWriter(_DoneFlags):
             except OSError as err:
                 raise CacheError(f"{self.path}: cannot reopen to resume ({err})") from err
             _check_same(self.path, "image lists", _filenames(self.file), self.filenames)
-            _check_same(self.path, "provenance", _provenance(self.file), json.loads(json.dumps(provenance)))
-            _check_same(self.path, "feature shapes", tuple(self.file["features"].shape[1:]), tuple(shape))
+            _check_same(self.path, "provenance", _provenance(self.file),
+                        json.loads(json.dumps(provenance)))
+            _check_same(self.path, "feature shapes", tuple(self.file["features"].shape[1:]),
+                        tuple(shape))
         else:
             def fill(f: h5py.File) -> None:
                 f.create_dataset("filenames", data=self.filenames, dtype=STR_DTYPE)
-                f.create_dataset("image_sizes", data=np.asarray(image_sizes, dtype=np.int64).reshape(n, 2))
+                f.create_dataset("image_sizes",
+                                 data=np.asarray(image_sizes, dtype=np.int64).reshape(n, 2))
                 dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
                 dcpl.set_chunk((1, *shape))
                 dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)  # index complete from the start
-                dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)  # no zeros written: creation is instant
+                # no zeros written: creation is instant
+                dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
                 space = h5py.h5s.create_simple((n, *shape))
                 h5py.h5d.create(f.id, b"features", h5py.h5t.IEEE_F16LE, space, dcpl=dcpl)
                 f.create_dataset("done", (n,), np.uint8, fillvalue=0)
@@ -354,7 +371,8 @@ class FeatureWriter(_DoneFlags):
         prints its error, and the image would be marked done with no data on disk."""
         fmap = np.ascontiguousarray(features, dtype="<f2")
         if fmap.shape != self._features.shape[1:]:
-            raise ValueError(f"{self.path}: map of shape {fmap.shape}, expected {self._features.shape[1:]}")
+            raise ValueError(f"{self.path}: map of shape {fmap.shape}, expected "
+                             f"{self._features.shape[1:]}")
         with disk_full_as_error(self.path, "writing features"):
             self._features.id.write_direct_chunk((index, 0, 0, 0), fmap.tobytes())
         self._new_done.append(index)
@@ -369,7 +387,8 @@ class FeatureFile:
     """Lazy reader of a features file, safe with DataLoader workers: the HDF5 handle is opened
     on first access in each process (never inherited across fork).
 
-    ``get(i)`` -> (C, H, W) float32 array (``get(i, dtype=None)``: float16 as stored). Metadata (``filenames``, ``image_sizes``,
+    ``get(i)`` -> (C, H, W) float32 array (``get(i, dtype=None)``: float16 as stored). Metadata
+    (``filenames``, ``image_sizes``,
     ``provenance``, ``shape``, ``done``) is read once at construction.
     """
 
@@ -379,9 +398,11 @@ class FeatureFile:
             raise CacheError(f"features file not found: {self.path}")
         try:
             with h5py.File(self.path, "r") as f:
-                missing = [k for k in ("features", "filenames", "image_sizes", "done") if k not in f]
+                missing = [k for k in ("features", "filenames", "image_sizes",
+                                       "done") if k not in f]
                 if missing:
-                    raise CacheError(f"{self.path}: not a features file, missing datasets {missing}")
+                    raise CacheError(f"{self.path}: not a features file, "
+                                     f"missing datasets {missing}")
                 self.filenames = _filenames(f)
                 self.image_sizes = f["image_sizes"][()]
                 self.done = f["done"][()].astype(bool)
@@ -391,7 +412,8 @@ class FeatureFile:
             raise CacheError(f"{self.path}: not a readable HDF5 file ({err})") from err
         if require_complete and not self.done.all():
             raise CacheError(
-                f"{self.path}: {int((~self.done).sum())} of {len(self.done)} images have no features "
+                f"{self.path}: {int((~self.done).sum())} of {len(self.done)} images have no "
+                "features "
                 f"yet (an interrupted extraction): rerun the extract stage to finish it"
             )
         self.index = {name: i for i, name in enumerate(self.filenames)}

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import json
 import tarfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,8 @@ def image_size(path: Path) -> tuple[int, int]:
         raise AnnotationError(f"{err} (needed for the size of an image without labels)") from err
 
 
-def _image_record(source: str, name: str, record: Any) -> tuple[dict[str, list], tuple[int, int] | None]:
+def _image_record(source: str, name: str,
+                  record: Any) -> tuple[dict[str, list], tuple[int, int] | None]:
     """The pair lists of one HAKE record and the [w, h] its labels give (None without labels)."""
     meta = hico_metadata()
     labels = record.get("labels") if isinstance(record, Mapping) else None
@@ -78,7 +80,8 @@ def _image_record(source: str, name: str, record: Any) -> tuple[dict[str, list],
             box_o = [float(v) for v in label["object_bbox"]]
             sizes.add((int(label["width"]), int(label["height"])))
         except (KeyError, TypeError, ValueError) as err:
-            raise AnnotationError(f"{where}: expected hoi_id, human_bbox, object_bbox, width, height "
+            raise AnnotationError(f"{where}: expected hoi_id, human_bbox, object_bbox, width, "
+                                  "height "
                                   f"({type(err).__name__}: {err})") from err
         if not 0 <= hoi < NUM_HOIS:
             raise AnnotationError(f"{where}: hoi_id {hoi + 1} out of range 1..{NUM_HOIS}")
@@ -90,7 +93,8 @@ def _image_record(source: str, name: str, record: Any) -> tuple[dict[str, list],
         pairs["object"].append(int(meta.hoi_object[hoi]))
         pairs["verb"].append(int(meta.hoi_verb[hoi]))
     if len(sizes) > 1:
-        raise AnnotationError(f"{source}: image {name}: its labels give different sizes {sorted(sizes)}")
+        raise AnnotationError(f"{source}: image {name}: its labels give different sizes "
+                              f"{sorted(sizes)}")
     return pairs, (sizes.pop() if sizes else None)
 
 

@@ -1,14 +1,15 @@
 """Reading HICO-DET images and turning them into backbone inputs.
 
-Backbone inputs follow the official VSGNet code (README, "Deviations"): the whole image resized to a fixed size (VSGNet's
+Backbone inputs follow the official VSGNet code (README, "Deviations"): the whole image resized to
+a fixed size (VSGNet's
 400x400 by default), scaled to [0, 1] and normalised with the ImageNet mean and std. (The
 official VSGNet code feeds unnormalised images; we normalise as the backbone was trained.)
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -71,20 +72,24 @@ def check_image_dir(root: str | Path, filenames: Sequence[str], source: str) -> 
     missing = [n for n in filenames if not (root / n).is_file()]
     if missing:
         raise ImageError(
-            f"{root}: {len(missing)} of the {len(filenames)} images listed in {source} are missing, "
+            f"{root}: {len(missing)} of the {len(filenames)} images listed in {source} are "
+            "missing, "
             f"e.g. {missing[:3]}"
         )
     return root
 
 
-def check_image_size(image: Image.Image, path: str | Path, expected: Sequence[int], source: str) -> None:
+def check_image_size(image: Image.Image, path: str | Path, expected: Sequence[int],
+                     source: str) -> None:
     """Refuse an image whose decoded [w, h] differs from the annotation's ``size`` (boxes are in
     the annotation's pixels: a resized or swapped image would shift every box)."""
     w, h = int(expected[0]), int(expected[1])
-    if (w, h) == UNKNOWN_SIZE:  # an image no annotation gave a size (e.g. hoi.data.hake): nothing to compare
+    # an image no annotation gave a size (e.g. hoi.data.hake): nothing to compare
+    if (w, h) == UNKNOWN_SIZE:
         return
     if image.size != (w, h):
-        raise ImageError(f"{path}: decoded size {image.size[0]}x{image.size[1]} (w x h), but {source} gives "
+        raise ImageError(f"{path}: decoded size {image.size[0]}x{image.size[1]} (w x h), but "
+                         f"{source} gives "
                          f"{w}x{h} (expected the original HICO-DET image)")
 
 

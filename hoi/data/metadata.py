@@ -36,7 +36,8 @@ def _numbered_names(text: str, header: int, source: str) -> list[list[str]]:
         if not parts:
             continue
         if int(parts[0]) != len(rows) + 1:
-            raise ValueError(f"{source}: line {k + header + 1}: expected id {len(rows) + 1}, got {parts[0]}")
+            raise ValueError(f"{source}: line {k + header + 1}: expected id {len(rows) + 1}, got "
+                             f"{parts[0]}")
         rows.append(parts[1:])
     return rows
 
@@ -107,9 +108,12 @@ def _coco_map(name: str, size: int) -> np.ndarray:
 @lru_cache(maxsize=1)
 def hico_metadata() -> HicoMetadata:
     """The packaged HICO-DET metadata (loaded once)."""
-    objects = [r[0] for r in _numbered_names(_resource_text("hico_obj_list.txt"), 0, "hico_obj_list.txt")]
-    verbs = [r[0] for r in _numbered_names(_resource_text("hico_list_vb.txt"), LIST_HEADER_LINES, "hico_list_vb.txt")]
-    hois = _numbered_names(_resource_text("hico_list_hoi.txt"), LIST_HEADER_LINES, "hico_list_hoi.txt")
+    objects = [r[0] for r in _numbered_names(_resource_text("hico_obj_list.txt"), 0,
+                                             "hico_obj_list.txt")]
+    verbs = [r[0] for r in _numbered_names(_resource_text("hico_list_vb.txt"), LIST_HEADER_LINES,
+                                           "hico_list_vb.txt")]
+    hois = _numbered_names(_resource_text("hico_list_hoi.txt"), LIST_HEADER_LINES,
+                           "hico_list_hoi.txt")
     obj_index = {name: i for i, name in enumerate(objects)}
     verb_index = {name: i for i, name in enumerate(verbs)}
     hoi_object = np.array([obj_index[o] for o, _ in hois], dtype=np.int64)
@@ -118,7 +122,8 @@ def hico_metadata() -> HicoMetadata:
     rows = list(csv.DictReader(_resource_text("hoi_classes.tsv").splitlines(), delimiter="\t"))
     train_pairs = np.array([int(r["train_pairs_official"]) for r in rows], dtype=np.int64)
     for i, r in enumerate(rows):
-        if (int(r["hoi_idx0"]), int(r["object_idx0"]), int(r["verb_idx0"])) != (i, hoi_object[i], hoi_verb[i]):
+        if (int(r["hoi_idx0"]), int(r["object_idx0"]), int(r["verb_idx0"])) != (i, hoi_object[i],
+                                                                                hoi_verb[i]):
             raise ValueError(f"hoi_classes.tsv: row {i} disagrees with hico_list_hoi.txt")
 
     pair_to_hoi = np.full((len(objects), len(verbs)), -1, dtype=np.int64)
@@ -139,12 +144,14 @@ def hico_metadata() -> HicoMetadata:
         coco91_to_hico=_coco_map("coco91tohico80.json", 91),
     )
     for arr in (meta.hoi_verb, meta.hoi_object, meta.object_verb_mask, meta.pair_to_hoi,
-                meta.train_pairs, meta.rare, meta.non_rare, meta.coco80_to_hico, meta.coco91_to_hico):
+                meta.train_pairs, meta.rare, meta.non_rare, meta.coco80_to_hico,
+                meta.coco91_to_hico):
         arr.setflags(write=False)
     return meta
 
 
-def rare_split(train_pairs: np.ndarray, max_rare: int = RARE_MAX_TRAIN_PAIRS) -> tuple[list[int], list[int]]:
+def rare_split(train_pairs: np.ndarray,
+               max_rare: int = RARE_MAX_TRAIN_PAIRS) -> tuple[list[int], list[int]]:
     """Rare / non-rare HOI indices from per-class training pair counts (shape (600,))."""
     counts = np.asarray(train_pairs)
     return np.flatnonzero(counts <= max_rare).tolist(), np.flatnonzero(counts > max_rare).tolist()

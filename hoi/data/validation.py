@@ -6,9 +6,10 @@ them apply the same rules.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +57,8 @@ def _check_tables(data: Mapping[str, Any]) -> list[Problem]:
         out.append(Problem("verbs", f"expected the {NUM_VERBS} official verb names in order"))
     corr = np.asarray(data["correspondence"], dtype=np.int64).reshape(-1, 3)
     if corr.shape != (NUM_HOIS, 3) or not np.array_equal(corr, meta.correspondence):
-        out.append(Problem("correspondence", f"expected the official {NUM_HOIS} rows [hoi, object, verb]"))
+        out.append(Problem("correspondence", f"expected the official {NUM_HOIS} rows [hoi, object, "
+                                             "verb]"))
     rare, non_rare = sorted(data["rare"]), sorted(data["non_rare"])
     if sorted(rare + non_rare) != list(range(NUM_HOIS)):
         out.append(Problem("rare", f"rare + non_rare must partition 0..{NUM_HOIS - 1} "
@@ -73,19 +75,24 @@ def _check_image(i: int, name: str, size: Any, anno: Mapping[str, Any]) -> list[
     except (TypeError, ValueError):
         sized = False
     n = len(anno["hoi"])
-    if not sized and not (n == 0 and _unknown_size(size)):  # unknown: an image without pairs (hake.py)
+    # unknown: an image without pairs (hake.py)
+    if not sized and not (n == 0 and _unknown_size(size)):
         out.append(Problem("size", f"expected a positive [width, height], got {size!r}"
-                           + (" ([0, 0], unknown, only for an image without pairs)" if _unknown_size(size) else ""),
+                           + (" ([0, 0], unknown, only for an image without pairs)"
+                              if _unknown_size(size) else ""),
                            i, name))
     if n == 0:
         return out
     hoi = np.asarray(anno["hoi"])
     obj = np.asarray(anno["object"])
     verb = np.asarray(anno["verb"])
-    for key, arr, limit in (("hoi", hoi, NUM_HOIS), ("object", obj, NUM_OBJECTS), ("verb", verb, NUM_VERBS)):
+    for key, arr, limit in (("hoi", hoi, NUM_HOIS), ("object", obj, NUM_OBJECTS),
+                            ("verb", verb, NUM_VERBS)):
         for j in np.flatnonzero(~_int_in_range(arr, limit)):
-            out.append(Problem(key, f"{key} id {arr[j].item()!r} out of range 0..{limit - 1}", i, name, int(j)))
-    ok = _int_in_range(hoi, NUM_HOIS) & _int_in_range(obj, NUM_OBJECTS) & _int_in_range(verb, NUM_VERBS)
+            out.append(Problem(key, f"{key} id {arr[j].item()!r} out of range 0..{limit - 1}", i,
+                               name, int(j)))
+    ok = (_int_in_range(hoi, NUM_HOIS) & _int_in_range(obj, NUM_OBJECTS)
+          & _int_in_range(verb, NUM_VERBS))
     for j in np.flatnonzero(ok):
         h = int(hoi[j])
         want = (int(meta.hoi_object[h]), int(meta.hoi_verb[h]))
@@ -127,7 +134,8 @@ def validate_annotations(data: Mapping[str, Any]) -> list[Problem]:
     Checks: the schema (one ``schema`` problem and nothing else if it is broken), the class
     tables, each image's size, every pair's ids (in range, object and verb consistent with the
     HOI via the official correspondence), every box (finite, well ordered, inside
-    ``[1, W] x [1, H]``), unique filenames and the ``empty`` list (exactly the images without pairs).
+    ``[1, W] x [1, H]``), unique filenames and the ``empty`` list (exactly the images without
+    pairs).
     """
     try:
         check_schema(data)
@@ -150,7 +158,8 @@ def validate_annotations(data: Mapping[str, Any]) -> list[Problem]:
         if isinstance(i, int) and 0 <= i < len(names):
             problems.append(Problem("empty", "is in 'empty' but has pairs", i, names[i]))
         else:
-            problems.append(Problem("empty", f"'empty' lists {i!r}, not an image index 0..{len(names) - 1}"))
+            problems.append(Problem("empty", f"'empty' lists {i!r}, not an image index "
+                                             f"0..{len(names) - 1}"))
     return problems
 
 
@@ -172,4 +181,5 @@ def load_valid_annotations(path: str | Path) -> dict[str, Any]:
     return data
 
 
-__all__ = ["Problem", "validate_annotations", "check_annotations", "load_valid_annotations", "PAIR_KEYS", "TOP_KEYS"]
+__all__ = ["Problem", "validate_annotations", "check_annotations", "load_valid_annotations",
+           "PAIR_KEYS", "TOP_KEYS"]

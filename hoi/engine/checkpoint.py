@@ -87,7 +87,8 @@ def load_checkpoint(
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from err
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from err
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: expected a checkpoint dict, found {type(ckpt).__name__}")
     if expected_arch is not None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import errno
 import shutil
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from hoi.errors import DiskFullError
 
@@ -38,7 +38,8 @@ def require_free_space(path: str | Path, needed: int, what: str) -> None:
     free = free_bytes(path)
     if free < want:
         raise DiskFullError(
-            f"{path}: writing {what} needs about {human_bytes(needed)}, but only {human_bytes(free)} are free on "
+            f"{path}: writing {what} needs about {human_bytes(needed)}, but only "
+            f"{human_bytes(free)} are free on "
             f"its disk (expected at least {human_bytes(want)}); free some space or write elsewhere"
         )
 
@@ -48,7 +49,7 @@ def is_disk_full(err: BaseException) -> bool:
     if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     text = str(err)
-    return "No space left on device" in text or "errno = 28" in text or "Disk quota exceeded" in text
+    return any(s in text for s in ("No space left on device", "errno = 28", "Disk quota exceeded"))
 
 
 @contextmanager
@@ -61,7 +62,8 @@ def disk_full_as_error(path: str | Path, what: str) -> Iterator[None]:
     except (OSError, ValueError, RuntimeError) as err:
         if not is_disk_full(err):
             raise
-        raise DiskFullError(f"{path}: the disk filled up while {what}; free some space and rerun the same "
+        raise DiskFullError(f"{path}: the disk filled up while {what}; free some space and rerun "
+                            "the same "
                             f"command: finished work is kept and the run resumes") from err
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -42,7 +43,8 @@ def pick_device(device: str, local_rank: int = 0) -> torch.device:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("device=cuda was asked for but PyTorch sees no GPU (use device=cpu or auto)")
+            raise RuntimeError("device=cuda was asked for but PyTorch sees no GPU (use device=cpu "
+                               "or auto)")
         return torch.device("cuda", local_rank)
     if device == "cpu":
         return torch.device("cpu")

@@ -11,13 +11,15 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 LOGGER_NAME = "hoi"
 
 
-def setup_logging(output_dir: str | Path | None, is_main: bool, name: str = "log.txt") -> logging.Logger:
+def setup_logging(output_dir: str | Path | None, is_main: bool,
+                  name: str = "log.txt") -> logging.Logger:
     """The ``hoi`` logger: INFO to stderr (and to ``output_dir/name``) on the main process,
     warnings only on the others."""
     logger = logging.getLogger(LOGGER_NAME)

@@ -31,7 +31,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from hoi.config import to_dict, to_yaml
-from hoi.engine.checkpoint import CheckpointError, arch_mismatch, atomic_save, check_arch, load_checkpoint
+from hoi.engine.checkpoint import (
+    CheckpointError,
+    arch_mismatch,
+    atomic_save,
+    check_arch,
+    load_checkpoint,
+)
 from hoi.engine.distributed import DistInfo, all_gather_objects, barrier
 from hoi.engine.logging import LOGGER_NAME, MetricsWriter, setup_logging
 from hoi.engine.seed import capture_rng_state, restore_rng_state, seed_everything
@@ -77,7 +83,8 @@ def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], source: s
         parts = [f"missing keys {missing}" if missing else "",
                  f"unexpected keys {unexpected}" if unexpected else "",
                  ("mismatched shapes: " + "; ".join(shapes)) if shapes else ""]
-        raise CheckpointError(f"{source}: weights of another model: " + "; ".join(p for p in parts if p))
+        raise CheckpointError(f"{source}: weights of another model: "
+                              + "; ".join(p for p in parts if p))
     model.load_state_dict(state)
 
 
@@ -141,7 +148,8 @@ class Trainer:
                  if dist.device.type == "cuda" else "CPU", dist.world_size, dist.device)
         log.info("output folder: %s", self.output_dir.resolve())
         if resume is None and self.checkpoint_path.exists():
-            raise CheckpointError(f"{self.checkpoint_path} exists: pass --resume to continue that run, "
+            raise CheckpointError(f"{self.checkpoint_path} exists: pass --resume to continue that "
+                                  "run, "
                                   f"or choose another output_dir")
         seed_everything(self.cfg.seed, dist.rank)
 
@@ -157,7 +165,8 @@ class Trainer:
         its GradScaler only on a GPU."""
         use_amp = amp and self.dist.device.type == "cuda"
         scaler = torch.amp.GradScaler(self.dist.device.type, enabled=use_amp)
-        self.state = TrainState(wrap_ddp(model, self.dist), model, optimizer, scaler, use_amp, scheduler)
+        self.state = TrainState(wrap_ddp(model, self.dist), model, optimizer, scaler, use_amp,
+                                scheduler)
         return self.state
 
     # ------------------------------------------------------------------ one step
@@ -181,11 +190,13 @@ class Trainer:
         rng = all_gather_objects(capture_rng_state())  # every rank's, so each resumes its own
         if dist.is_main:
             common = {"arch": self.arch(), "model": state.bare.state_dict(), "epoch": epoch,
-                      "config": to_dict(self.cfg), "metrics": {k: float(v) for k, v in metrics.items()},
+                      "config": to_dict(self.cfg),
+                      "metrics": {k: float(v) for k, v in metrics.items()},
                       **self.checkpoint_extra()}
             if best_path is not None:
                 atomic_save(common, best_path)
-            full = {**common, "optimizer": state.optimizer.state_dict(), "scaler": state.scaler.state_dict(),
+            full = {**common, "optimizer": state.optimizer.state_dict(),
+                    "scaler": state.scaler.state_dict(),
                     "world_size": dist.world_size, "iters_per_epoch": self.iters, "rng": rng}
             if state.scheduler is not None:
                 full["scheduler"] = state.scheduler.state_dict()
@@ -210,14 +221,17 @@ class Trainer:
             if state.scheduler is not None:
                 state.scheduler.load_state_dict(ckpt["scheduler"])
         except (KeyError, RuntimeError, ValueError) as err:
-            raise CheckpointError(f"{path}: cannot restore the training state ({type(err).__name__}: {err})") from err
+            raise CheckpointError(f"{path}: cannot restore the training state "
+                                  f"({type(err).__name__}: {err})") from err
         state.start_epoch = int(ckpt["epoch"]) + 1
         if ckpt.get("world_size") == dist.world_size and ckpt.get("iters_per_epoch") == self.iters:
             restore_rng_state(ckpt["rng"][dist.rank])
         else:
-            log.warning("checkpoint written by %s process(es) with %s iterations per epoch, this run has %d and "
+            log.warning("checkpoint written by %s process(es) with %s iterations per epoch, this "
+                        "run has %d and "
                         "%d: it continues, but not bit for bit as the original run would have",
-                        ckpt.get("world_size"), ckpt.get("iters_per_epoch"), dist.world_size, self.iters)
+                        ckpt.get("world_size"), ckpt.get("iters_per_epoch"), dist.world_size,
+                        self.iters)
             seed_everything(self.cfg.seed + 1000 * state.start_epoch, dist.rank)
             if state.scheduler is not None:  # the schedule counts iterations: move it to this run's
                 state.scheduler.last_epoch = state.start_epoch * self.iters - 1
@@ -235,7 +249,8 @@ class Trainer:
         epochs = cfg.optim.epochs
         last = epochs if cfg.stop_after_epoch is None else min(epochs, cfg.stop_after_epoch)
         metrics: dict[str, float] = {}
-        with MetricsWriter(self.output_dir, enabled=self.dist.is_main, purge_step=state.start_epoch * self.iters,
+        with MetricsWriter(self.output_dir, enabled=self.dist.is_main,
+                           purge_step=state.start_epoch * self.iters,
                            tensorboard=cfg.tensorboard) as writer:
             for epoch in range(state.start_epoch, last):
                 self.before_epoch(epoch)
@@ -243,10 +258,12 @@ class Trainer:
                 best_path = self.after_epoch(epoch, metrics)
                 writer.write((epoch + 1) * self.iters - 1, metrics, epoch=epoch + 1)
                 log.info("epoch %d/%d: %s", epoch + 1, epochs,
-                         ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if not k.startswith("time/")))
+                         ", ".join(f"{k} {v:.4g}" for k,
+                                   v in metrics.items() if not k.startswith("time/")))
                 self.save(epoch, metrics, best_path)
         if last < epochs:
-            log.info("stopped after epoch %d of %d (stop_after_epoch); continue with --resume", last, epochs)
+            log.info("stopped after epoch %d of %d (stop_after_epoch); continue with --resume",
+                     last, epochs)
         else:
             self.finished(last)
         return metrics

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from hoi.errors import EXIT_USER_ERROR
 
@@ -26,7 +26,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from torch.distributed.run import get_args_parser, run
 
     os.environ[COLLECT_ENV] = "1"  # inherited by every rank
-    # the agent logs every failed rank at ERROR level with a traceback hint; the summary below says it once
+    # the agent logs every failed rank at ERROR level with a traceback hint; the summary below says
+    # it once
     logging.getLogger("torch.distributed.elastic.multiprocessing.api").setLevel(logging.CRITICAL)
     args = get_args_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     try:

@@ -29,9 +29,10 @@ file, bit for bit (``tests/test_diagnose.py`` checks it against :func:`evaluate`
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -58,8 +59,8 @@ RANK_BINS = 20  # bins of the relative rank within a class (score ranking histog
 SPLITS = ("full", "rare", "non_rare")
 
 # one bit per GT-pair condition, OR-reduced over the GT pairs of a detection's image
-_WRONG_VERB, _WRONG_OBJECT, _HUMAN_HIT, _OBJECT_HIT, _HUMAN_LOC, _OBJECT_LOC, _BOTH_LOC, _CLASS_LOC = \
-    (np.uint8(1 << k) for k in range(8))
+(_WRONG_VERB, _WRONG_OBJECT, _HUMAN_HIT, _OBJECT_HIT, _HUMAN_LOC, _OBJECT_LOC, _BOTH_LOC,
+ _CLASS_LOC) = (np.uint8(1 << k) for k in range(8))
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,11 @@ class Diagnosis:
     """The outcome of every detection of one results file, and the mAP without each error type.
 
     Attributes:
-        order: (M,) rows of the detection set in evaluation order (class, descending score, image, row).
+        order: (M,) rows of the detection set in evaluation order (class, descending score, image,
+        row).
         hoi: (M,) HOI class of each detection, in that order.
-        outcome: (M,) int8, :data:`TRUE_POSITIVE` or the index of the error type in :data:`ERROR_TYPES`.
+        outcome: (M,) int8, :data:`TRUE_POSITIVE` or the index of the error type in
+        :data:`ERROR_TYPES`.
         npos: (C,) GT pairs per class.
         base: Default-setting result of all detections.
         without: error type -> Default-setting result without that type's false positives.
@@ -92,7 +95,8 @@ class Diagnosis:
         """(C, 1 + 9) int64: true positives then false positives of each error type, per class."""
         width = 1 + len(ERROR_TYPES)
         flat = self.hoi * width + (self.outcome.astype(np.int64) + 1)
-        return np.bincount(flat, minlength=self.num_classes * width).reshape(self.num_classes, width)
+        return np.bincount(flat, minlength=self.num_classes * width).reshape(self.num_classes,
+                                                                             width)
 
     def rank_histogram(self, bins: int = RANK_BINS) -> np.ndarray:
         """(bins, 1 + 9) int64: detections per bin of relative rank within their class
@@ -103,7 +107,8 @@ class Diagnosis:
         rank = np.arange(m) - first[self.hoi]
         b = np.minimum(rank * bins // np.maximum(per_class[self.hoi], 1), bins - 1)
         width = 1 + len(ERROR_TYPES)
-        return np.bincount(b * width + self.outcome.astype(np.int64) + 1, minlength=bins * width).reshape(bins, width)
+        return np.bincount(b * width + self.outcome.astype(np.int64) + 1,
+                           minlength=bins * width).reshape(bins, width)
 
     def to_dict(self, class_names: Sequence[str] | None = None) -> dict[str, Any]:
         """The JSON form: overall counts and gains, the same per split and per class (fractions)."""
@@ -119,7 +124,8 @@ class Diagnosis:
 
         base_raw = means(base)
         base_map = {k: _number(v) for k, v in base_raw.items()}  # an empty split has no mean: null
-        gains = {t: {k: _number(v - base_raw[k]) for k, v in means(self.without[t]).items()} for t in ERROR_TYPES}
+        gains = {t: {k: _number(v - base_raw[k]) for k,
+                     v in means(self.without[t]).items()} for t in ERROR_TYPES}
         out: dict[str, Any] = dict(self.info)
         out.update({
             "map": base_map,
@@ -154,10 +160,12 @@ class Diagnosis:
             "true_positives": int(tp[c]),
             "missed": int(missed[c]),
             "false_positives": {t: int(fp[c, k]) for k, t in enumerate(ERROR_TYPES)},
-            "ap_gain_if_removed": {t: float(self.without[t].ap[c] - base.ap[c]) for t in ERROR_TYPES},
+            "ap_gain_if_removed": {t: float(self.without[t].ap[c]
+                                            - base.ap[c]) for t in ERROR_TYPES},
         } for c in range(self.num_classes)]
         hist = self.rank_histogram()
-        out["score_ranking"] = {"relative_rank_edges": np.linspace(0.0, 1.0, len(hist) + 1).tolist(),
+        out["score_ranking"] = {"relative_rank_edges": np.linspace(0.0, 1.0,
+                                                                   len(hist) + 1).tolist(),
                                 "true_positive": hist[:, 0].tolist(),
                                 **{t: hist[:, k + 1].tolist() for k, t in enumerate(ERROR_TYPES)}}
         return out
@@ -225,10 +233,14 @@ def classify_false_positives(gt: GroundTruth, det: HOIResults, match: Matching,
         has = count > 0
         seg = np.cumsum(count) - count
         found = np.bitwise_or.reduceat(bits, seg[has])
+
+        def has_bit(bit: np.uint8, found: np.ndarray = found) -> np.ndarray:
+            return (found & bit) > 0
+
         # no GT pair of class c has both boxes >= t here (else it would be a duplicate), so a
         # human hit and an object hit come from two different pairs: mis-grouping
-        has_bit = lambda bit: (found & bit) > 0  # noqa: E731
-        rules = [has_bit(_WRONG_VERB), has_bit(_WRONG_OBJECT), has_bit(_HUMAN_HIT) & has_bit(_OBJECT_HIT),
+        rules = [has_bit(_WRONG_VERB), has_bit(_WRONG_OBJECT),
+                 has_bit(_HUMAN_HIT) & has_bit(_OBJECT_HIT),
                  has_bit(_HUMAN_LOC), has_bit(_OBJECT_LOC), has_bit(_BOTH_LOC), has_bit(_CLASS_LOC)]
         code = np.select(rules, [ERROR_TYPES.index(n) for n in ERROR_TYPES[1:-1]],
                          default=ERROR_TYPES.index("background"))
@@ -254,13 +266,16 @@ def diagnose(anno: Mapping[str, Any] | str | Path, detections: HOIResults,
     outcome = classify_false_positives(gt, det, match, iou_threshold, loc_min)
     hoi_sorted = det.hoi[match.order]
     thresholds = recall_thresholds()
-    base = setting_result(data, *per_class_ap(match.tp, hoi_sorted, npos, thresholds), npos, classes)
+    base = setting_result(data, *per_class_ap(match.tp, hoi_sorted, npos, thresholds), npos,
+                          classes)
     without = {}
     for k, name in enumerate(ERROR_TYPES):
         keep = outcome != k
-        without[name] = setting_result(data, *per_class_ap(match.tp[keep], hoi_sorted[keep], npos, thresholds),
+        without[name] = setting_result(data, *per_class_ap(match.tp[keep], hoi_sorted[keep], npos,
+                                                           thresholds),
                                        npos, classes)
-    info = {"setting": "default", "iou_threshold": iou_threshold, "loc_iou_min": loc_min, "classes": classes,
+    info = {"setting": "default", "iou_threshold": iou_threshold, "loc_iou_min": loc_min,
+            "classes": classes,
             "num_detections": len(det), "num_gt_pairs": int(len(gt.hoi))}
     return Diagnosis(match.order, hoi_sorted, outcome, npos, base, without, info)
 
@@ -309,5 +324,9 @@ def summary_table(main: Mapping[str, Any], other: Mapping[str, Any] | None = Non
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         return "\n".join(lines)
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
-    fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+
+    def fmt(row: list[str]) -> str:
+        cells = enumerate(zip(row, widths))
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in cells)
+
     return "\n".join([fmt(head), "-" * len(fmt(head))] + [fmt(r) for r in rows])

@@ -12,9 +12,10 @@ of the class (all false positives that matched nothing), so one matching serves 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -103,7 +104,8 @@ def match_detections(gt: GroundTruth, det: HOIResults, iou_threshold: float = IO
     return Matching(order, tp, overlap, gt_index)
 
 
-def average_precision_11pt(tp: np.ndarray, npos: int, thresholds: np.ndarray) -> tuple[float, float]:
+def average_precision_11pt(tp: np.ndarray, npos: int,
+                           thresholds: np.ndarray) -> tuple[float, float]:
     """11-point interpolated AP and final recall of one class, as ``VOCevaldet_bboxpair.m``.
 
     ``tp`` (K,) bool in evaluation order; ``npos`` the class's number of GT pairs.
@@ -129,7 +131,8 @@ def known_object_images(gt: GroundTruth, num_objects: int) -> np.ndarray:
     return out[:, : gt.num_images]
 
 
-def known_object_images_from_labels(labels: np.ndarray, hoi_object: np.ndarray, num_objects: int) -> np.ndarray:
+def known_object_images_from_labels(labels: np.ndarray, hoi_object: np.ndarray,
+                                    num_objects: int) -> np.ndarray:
     """(num_objects, N) bool from HICO image-level labels (600, N) of ``anno.mat``: the image set
     of the official code (any HOI of the object labelled 1)."""
     positive = np.asarray(labels) == 1
@@ -156,7 +159,8 @@ def per_class_ap(tp: np.ndarray, hoi_sorted: np.ndarray, npos: np.ndarray,
     ap = np.zeros(num_classes)
     rec = np.zeros(num_classes)
     for c in range(num_classes):
-        ap[c], rec[c] = average_precision_11pt(tp[bounds[c]:bounds[c + 1]], int(npos[c]), thresholds)
+        ap[c], rec[c] = average_precision_11pt(tp[bounds[c]:bounds[c + 1]], int(npos[c]),
+                                               thresholds)
     return ap, rec
 
 
@@ -167,7 +171,8 @@ def setting_result(data: Mapping[str, Any], ap: np.ndarray, rec: np.ndarray, npo
     rare, non_rare = _split(data, "rare"), _split(data, "non_rare")
     if classes == "annotated":
         present = np.flatnonzero(npos > 0)
-        return SettingResult(ap, rec, np.intersect1d(rare, present), np.intersect1d(non_rare, present),
+        return SettingResult(ap, rec, np.intersect1d(rare, present),
+                             np.intersect1d(non_rare, present),
                              classes=present)
     return SettingResult(ap, rec, rare, non_rare)
 
@@ -205,7 +210,8 @@ def evaluate(
     """HICO-DET mAP of ``detections`` against the annotation file ``anno``.
 
     Args:
-        anno: annotation dict or path (docs/architecture.md#annotation-files); its ``rare`` / ``non_rare`` lists define
+        anno: annotation dict or path (docs/architecture.md#annotation-files); its ``rare`` /
+        ``non_rare`` lists define
             the splits.
         detections: results; boxes 1-based, ``image_index`` into the annotation's images (or
             into ``detections.filenames``, mapped by name).
@@ -221,7 +227,10 @@ def evaluate(
         :class:`EvalResult` with per-class AP and recall (600,) per setting.
     """
     data = load_annotations(anno)
-    settings = list(SETTINGS) if setting == "both" else [setting] if isinstance(setting, str) else list(setting)
+    if setting == "both":
+        settings = list(SETTINGS)
+    else:
+        settings = [setting] if isinstance(setting, str) else list(setting)
     for s in settings:
         if s not in SETTINGS:
             raise ValueError(f"unknown setting {s!r}; expected one of {list(SETTINGS)} or 'both'")
@@ -232,7 +241,8 @@ def evaluate(
     if classes not in ("all", "annotated"):
         raise ValueError(f"classes must be 'all' or 'annotated', got {classes!r}")
     if (npos == 0).any() and classes == "all":
-        warnings.warn(f"{int((npos == 0).sum())} HOI classes have no GT pair in the annotation file; "
+        warnings.warn(f"{int((npos == 0).sum())} HOI classes have no GT pair in the annotation "
+                      "file; "
                       "their AP and recall are 0 (as in the official code)", stacklevel=2)
 
     match = match_detections(gt, det, iou_threshold)
@@ -242,7 +252,8 @@ def evaluate(
     if ko_images is None:
         ko_images = known_object_images(gt, num_objects)
     elif ko_images.shape != (num_objects, gt.num_images):
-        raise ValueError(f"ko_images has shape {ko_images.shape}, expected ({num_objects}, {gt.num_images})")
+        raise ValueError(f"ko_images has shape {ko_images.shape}, expected ({num_objects}, "
+                         f"{gt.num_images})")
     else:
         # the official code asserts that no GT lies outside the Known-Object image set
         outside = ~ko_images[gt.object, gt.image_index]
@@ -256,6 +267,7 @@ def evaluate(
             ko_images[hoi_object[hoi_sorted], img_sorted]
         ap, rec = per_class_ap(match.tp[keep], hoi_sorted[keep], npos, thresholds)
         results[s] = setting_result(data, ap, rec, npos, classes)
-    info = {"num_detections": len(det), "num_gt_pairs": int(len(gt.hoi)), "iou_threshold": iou_threshold,
+    info = {"num_detections": len(det), "num_gt_pairs": int(len(gt.hoi)),
+            "iou_threshold": iou_threshold,
             "classes": classes}
     return EvalResult(results, info)

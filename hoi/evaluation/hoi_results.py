@@ -1,4 +1,5 @@
-"""HOI detection results (docs/architecture.md#results-files): one row per scored (human box, object box, HOI) triple.
+"""HOI detection results (docs/architecture.md#results-files): one row per scored (human box,
+object box, HOI) triple.
 
 Stored as ``.npz`` or ``.h5`` with the arrays ``image_index``, ``boxes_h``, ``boxes_o``,
 ``object``, ``hoi``, ``score`` and optionally ``filenames`` (the images ``image_index`` points
@@ -10,9 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -26,13 +28,15 @@ MAX_LISTED_ROWS = 5  # rows quoted in an error message
 
 
 class ResultsError(UserError, ValueError):
-    """A detection set that cannot be evaluated; the message names the rows and what was expected."""
+    """A detection set that cannot be evaluated; the message names the rows and what was
+    expected."""
 
 
 def _rows(mask: np.ndarray) -> str:
     idx = np.flatnonzero(mask)
     shown = ", ".join(str(i) for i in idx[:MAX_LISTED_ROWS])
-    return f"row{'s' if len(idx) > 1 else ''} {shown}" + (f" (and {len(idx) - MAX_LISTED_ROWS} more)"
+    return f"row{'s' if len(idx) > 1 else ''} {shown}" + (f" (and {len(idx) - MAX_LISTED_ROWS} "
+                                                          "more)"
                                                          if len(idx) > MAX_LISTED_ROWS else "")
 
 
@@ -74,7 +78,8 @@ class HOIResults:
             if arr.dtype.kind == "f":
                 bad = ~np.isfinite(arr) | (arr != np.round(arr))
                 if bad.any():
-                    raise ResultsError(f"'{name}' {_rows(bad)}: expected integers, got {arr[bad][:MAX_LISTED_ROWS]}")
+                    raise ResultsError(f"'{name}' {_rows(bad)}: expected integers, got "
+                                       f"{arr[bad][:MAX_LISTED_ROWS]}")
             elif arr.dtype.kind not in "iub":
                 raise ResultsError(f"'{name}': expected integers, got dtype {arr.dtype}")
             setattr(self, name, arr.astype(np.int64))
@@ -91,15 +96,17 @@ class HOIResults:
         return len(self.score)
 
     @classmethod
-    def empty(cls, filenames: Sequence[str] | None = None) -> "HOIResults":
+    def empty(cls, filenames: Sequence[str] | None = None) -> HOIResults:
         """A detection set with no rows."""
         z = np.zeros(0, dtype=np.int64)
-        return cls(z, np.zeros((0, 4)), np.zeros((0, 4)), z, z, np.zeros(0), None if filenames is None else list(filenames))
+        return cls(z, np.zeros((0, 4)), np.zeros((0, 4)), z, z, np.zeros(0),
+                   None if filenames is None else list(filenames))
 
-    def select(self, rows: np.ndarray) -> "HOIResults":
+    def select(self, rows: np.ndarray) -> HOIResults:
         """The rows ``rows`` (index or bool mask), keeping filenames and meta."""
         return HOIResults(self.image_index[rows], self.boxes_h[rows], self.boxes_o[rows],
-                             self.object[rows], self.hoi[rows], self.score[rows], self.filenames, dict(self.meta))
+                             self.object[rows], self.hoi[rows], self.score[rows], self.filenames,
+                             dict(self.meta))
 
     # ------------------------------------------------------------ checks
     def check(self, num_images: int, hoi_object: np.ndarray, source: str = "detections") -> None:
@@ -112,17 +119,20 @@ class HOIResults:
         num_hois = len(hoi_object)
         bad = ~np.isfinite(self.score)
         if bad.any():
-            raise ResultsError(f"{source}: {_rows(bad)}: score {self.score[bad][:MAX_LISTED_ROWS]}; "
+            raise ResultsError(f"{source}: {_rows(bad)}: score "
+                               f"{self.score[bad][:MAX_LISTED_ROWS]}; "
                                  "expected finite numbers")
         for name in ("boxes_h", "boxes_o"):
             bad = ~well_ordered(getattr(self, name))
             if bad.any():
-                raise ResultsError(f"{source}: {_rows(bad)}: {name} {getattr(self, name)[bad][0].tolist()}; "
+                raise ResultsError(f"{source}: {_rows(bad)}: {name} "
+                                   f"{getattr(self, name)[bad][0].tolist()}; "
                                      "expected finite [x1, y1, x2, y2] with x1 <= x2 and y1 <= y2")
         limit = len(self.filenames) if self.filenames is not None else num_images
         bad = (self.image_index < 0) | (self.image_index >= limit)
         if bad.any():
-            raise ResultsError(f"{source}: {_rows(bad)}: image_index {self.image_index[bad][:MAX_LISTED_ROWS]}; "
+            raise ResultsError(f"{source}: {_rows(bad)}: image_index "
+                               f"{self.image_index[bad][:MAX_LISTED_ROWS]}; "
                                  f"expected 0..{limit - 1}")
         bad = (self.hoi < 0) | (self.hoi >= num_hois)
         if bad.any():
@@ -131,21 +141,25 @@ class HOIResults:
         bad = self.object != np.asarray(hoi_object)[self.hoi]
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ResultsError(f"{source}: {_rows(bad)}: object {self.object[i]} does not match HOI "
+            raise ResultsError(f"{source}: {_rows(bad)}: object {self.object[i]} does not match "
+                               "HOI "
                                  f"{self.hoi[i]}, whose object is {hoi_object[self.hoi[i]]}")
 
     def count_outside(self, sizes: Sequence[Sequence[int]]) -> int:
         """Rows whose human or object box reaches past its image (``sizes`` [w, h] per image of
-        ``image_index``). The official code scores them as they are; results made elsewhere have them."""
+        ``image_index``). The official code scores them as they are; results made elsewhere have
+        them."""
         if not len(self):
             return 0
         wh = np.asarray(sizes, dtype=np.float64)[self.image_index]
         out = np.zeros(len(self), dtype=bool)
         for boxes in (self.boxes_h, self.boxes_o):
-            out |= ~((boxes[:, 0] >= 1) & (boxes[:, 1] >= 1) & (boxes[:, 2] <= wh[:, 0]) & (boxes[:, 3] <= wh[:, 1]))
+            out |= ~((boxes[:, 0] >= 1) & (boxes[:, 1] >= 1) & (boxes[:, 2] <= wh[:, 0])
+                     & (boxes[:, 3] <= wh[:, 1]))
         return int(out.sum())
 
-    def to_annotation_order(self, filenames: Sequence[str], source: str = "detections") -> "HOIResults":
+    def to_annotation_order(self, filenames: Sequence[str],
+                            source: str = "detections") -> HOIResults:
         """Re-index ``image_index`` into ``filenames`` (the annotation file's order) using
         this set's own ``filenames``; unchanged when it has none."""
         if self.filenames is None or list(self.filenames) == list(filenames):
@@ -153,11 +167,13 @@ class HOIResults:
         position = {name: i for i, name in enumerate(filenames)}
         missing = [n for n in self.filenames if n not in position]
         if missing:
-            raise ResultsError(f"{source}: {len(missing)} file names are not in the annotation file, "
+            raise ResultsError(f"{source}: {len(missing)} file names are not in the annotation "
+                               "file, "
                                  f"e.g. {missing[:MAX_LISTED_ROWS]}")
         bad = (self.image_index < 0) | (self.image_index >= len(self.filenames))
         if bad.any():
-            raise ResultsError(f"{source}: {_rows(bad)}: image_index {self.image_index[bad][:MAX_LISTED_ROWS]}; "
+            raise ResultsError(f"{source}: {_rows(bad)}: image_index "
+                               f"{self.image_index[bad][:MAX_LISTED_ROWS]}; "
                                  f"expected 0..{len(self.filenames) - 1}")
         lookup = np.array([position[n] for n in self.filenames], dtype=np.int64)
         out = self.select(slice(None))
@@ -167,7 +183,7 @@ class HOIResults:
 
     # ------------------------------------------------------------ I/O
     @classmethod
-    def load(cls, path: str | Path) -> "HOIResults":
+    def load(cls, path: str | Path) -> HOIResults:
         """Read a ``.npz`` or ``.h5`` results file."""
         path = Path(path)
         if not path.is_file():
@@ -186,15 +202,19 @@ class HOIResults:
                     data = {k: f[k][()] for k in f.keys()}
                     if "meta_json" in f.attrs:
                         data["meta_json"] = f.attrs["meta_json"]
-        except Exception as err:  # truncated zip, bad HDF5 header, ... (numpy/h5py raise many types)
-            raise ResultsError(f"{path}: not a readable {path.suffix} results file ({type(err).__name__}: "
+        # truncated zip, bad HDF5 header, ... (numpy and h5py raise many types)
+        except Exception as err:
+            raise ResultsError(f"{path}: not a readable {path.suffix} results file "
+                               f"({type(err).__name__}: "
                                  f"{err}); expected the arrays {list(FIELDS)}") from err
         missing = [k for k in FIELDS if k not in data]
         if missing:
-            raise ResultsError(f"{path}: missing arrays {missing}; expected {list(FIELDS)} (+ filenames)")
+            raise ResultsError(f"{path}: missing arrays {missing}; expected {list(FIELDS)} (+ "
+                               "filenames)")
         filenames = None
         if "filenames" in data:
-            filenames = [f.decode() if isinstance(f, bytes) else str(f) for f in np.asarray(data["filenames"]).ravel()]
+            filenames = [f.decode() if isinstance(f, bytes) else str(f)
+                         for f in np.asarray(data["filenames"]).ravel()]
         meta = {}
         if "meta_json" in data:
             raw = data["meta_json"]

@@ -3,8 +3,9 @@ before any scoring (``hoi eval``, ``hoi diagnose``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from hoi.data.metadata import hico_metadata
 from hoi.evaluation.hoi_results import HOIResults
@@ -12,7 +13,8 @@ from hoi.provenance import annotation_fingerprint, annotation_mismatch, recorded
 
 
 def results_for_annotation(detections: HOIResults, path: str | Path, anno_path: str | Path,
-                           data: Mapping[str, Any], allow_mismatch: bool = False) -> tuple[HOIResults, list[str]]:
+                           data: Mapping[str, Any],
+                           allow_mismatch: bool = False) -> tuple[HOIResults, list[str]]:
     """``detections`` (read from ``path``) in the image order of annotation ``data`` (read from
     ``anno_path``), and the provenance mismatches the user accepted.
 
@@ -25,11 +27,13 @@ def results_for_annotation(detections: HOIResults, path: str | Path, anno_path: 
     accepted: list[str] = []
     if recorded_annotation(detections.meta) is not None:
         accepted = resolve([annotation_mismatch(path, detections.meta, anno_path,
-                                                annotation_fingerprint(anno_path, data))], allow_mismatch)
+                                                annotation_fingerprint(anno_path, data))],
+                                                allow_mismatch)
     ordered = detections.to_annotation_order(data["filenames"], str(path))
     ordered.check(len(data["filenames"]), hico_metadata().hoi_object, str(path))
     outside = ordered.count_outside(data["size"])
     if outside:
-        print(f"warning: {path}: {outside} of {len(detections)} detections have a box reaching past its image "
+        print(f"warning: {path}: {outside} of {len(detections)} detections have a box reaching "
+              "past its image "
               f"(scored as they are, as the official code does)")
     return ordered, accepted

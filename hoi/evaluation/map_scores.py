@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -42,11 +43,14 @@ class SettingResult:
     def to_dict(self) -> dict[str, Any]:
         return {"full": self.full, "rare": self.rare_map, "non_rare": self.non_rare_map,
                 "ap": self.ap.tolist(), "recall": self.recall.tolist(),
-                "num_classes": {"full": int(len(self.ap) if self.classes is None else len(self.classes)),
+                "num_classes": {"full": int(len(self.ap) if self.classes is None
+                                            else len(self.classes)),
                                 "rare": int(len(self.rare)), "non_rare": int(len(self.non_rare))},
                 "mean_recall": {"full": float(np.mean(self.recall)),
-                                "rare": float(np.mean(self.recall[self.rare])) if len(self.rare) else None,
-                                "non_rare": float(np.mean(self.recall[self.non_rare])) if len(self.non_rare) else None}}
+                                "rare": float(np.mean(self.recall[self.rare])) if len(self.rare)
+                                else None,
+                                "non_rare": float(np.mean(self.recall[self.non_rare]))
+                                if len(self.non_rare) else None}}
 
 
 @dataclass(frozen=True)
@@ -77,11 +81,13 @@ class EvalResult:
         rare[first.rare] = True
         with Path(path).open("w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
-            w.writerow(["hoi", "name", "rare"] + [f"{s}_{k}" for s in names for k in ("ap", "recall")])
+            w.writerow(["hoi", "name",
+                        "rare"] + [f"{s}_{k}" for s in names for k in ("ap", "recall")])
             for c in range(len(first.ap)):
                 row: list[Any] = [c, class_names[c], int(rare[c])]
                 for s in names:
-                    row += [repr(float(self.settings[s].ap[c])), repr(float(self.settings[s].recall[c]))]
+                    row += [repr(float(self.settings[s].ap[c])),
+                            repr(float(self.settings[s].recall[c]))]
                 w.writerow(row)
 
     def table(self) -> str:

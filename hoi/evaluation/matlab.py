@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import scipy.io
@@ -73,12 +73,14 @@ def _mat_header() -> bytes:
     return text.ljust(116, b" ") + b"\0" * 8 + struct.pack("<H", 0x0100) + b"IM"
 
 
-def write_cell_mat(path: str | Path, name: str, shape: tuple[int, int], cells: dict[tuple[int, int], np.ndarray]) -> None:
+def write_cell_mat(path: str | Path, name: str, shape: tuple[int, int],
+                   cells: dict[tuple[int, int], np.ndarray]) -> None:
     """Write one MAT v5 file holding a cell array ``name`` of ``shape``; ``cells`` maps (row, col)
     to a 2-D double matrix, every other cell is empty ``[]``. Compressed, streamed by columns."""
     rows, cols = shape
     encoded = {key: _double_matrix(v) for key, v in cells.items()}
-    content = sum(len(b) for b in encoded.values()) + (rows * cols - len(encoded)) * len(_EMPTY_CELL)
+    content = sum(len(b) for b in encoded.values()) + (rows * cols
+                                                       - len(encoded)) * len(_EMPTY_CELL)
     by_col: dict[int, dict[int, bytes]] = {}
     for (r, c), blob in encoded.items():
         by_col.setdefault(c, {})[r] = blob
@@ -142,7 +144,8 @@ def export_matlab(det: HOIResults, num_images: int, out_dir: str | Path, layout:
     coco = meta.hico_to_coco80()
     for obj in range(len(meta.objects)):
         first, stop = meta.object_hoi_range(obj)
-        cells = {(h - first, j): v for h in range(first, stop) for j, v in by_class.get(h, {}).items()}
+        cells = {(h - first,
+                  j): v for h in range(first, stop) for j, v in by_class.get(h, {}).items()}
         path = out_dir / OBJECT_FILE.format(int(coco[obj]))
         write_cell_mat(path, VARIABLE, (stop - first, num_images), cells)
         written.append(path)
@@ -173,7 +176,8 @@ def _load_cells(path: Path, rows: int, num_images: int | None) -> np.ndarray:
     return cells
 
 
-def _rows_of(cells: np.ndarray, hoi_offset: int, path: Path) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+def _rows_of(cells: np.ndarray, hoi_offset: int,
+             path: Path) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     sizes = np.frompyfunc(lambda x: x.size, 1, 1)(cells).astype(np.int64)
     blocks, hois, images = [], [], []
     for r, j in zip(*np.nonzero(sizes)):  # class-major, then images, as eval_one.m reads
@@ -187,7 +191,8 @@ def _rows_of(cells: np.ndarray, hoi_offset: int, path: Path) -> tuple[list[np.nd
     return blocks, hois, images
 
 
-def read_matlab(path: str | Path, num_images: int | None = None, meta: HicoMetadata | None = None) -> HOIResults:
+def read_matlab(path: str | Path, num_images: int | None = None,
+                meta: HicoMetadata | None = None) -> HOIResults:
     """Read official-layout results: a ``detections.mat`` file or a directory of the 80
     ``detections_XX.mat`` files. Boxes become 1-based (``+ 1``, as the official code does)."""
     meta = meta or hico_metadata()
@@ -198,7 +203,8 @@ def read_matlab(path: str | Path, num_images: int | None = None, meta: HicoMetad
         files = {obj: path / OBJECT_FILE.format(int(coco[obj])) for obj in range(len(meta.objects))}
         missing = [f.name for f in files.values() if not f.is_file()]
         if missing:
-            raise FileNotFoundError(f"{path}: missing {len(missing)} per-object results files, e.g. {missing[:3]}")
+            raise FileNotFoundError(f"{path}: missing {len(missing)} per-object results files, "
+                                    f"e.g. {missing[:3]}")
         parts = []
         for obj, f in files.items():
             first, stop = meta.object_hoi_range(obj)
@@ -216,5 +222,6 @@ def read_matlab(path: str | Path, num_images: int | None = None, meta: HicoMetad
         return HOIResults.empty()
     rows = np.concatenate(blocks)
     hoi = np.concatenate(hois)
-    return HOIResults(np.concatenate(images), to_one_based(rows[:, 0:4]), to_one_based(rows[:, 4:8]),
+    return HOIResults(np.concatenate(images), to_one_based(rows[:, 0:4]),
+                      to_one_based(rows[:, 4:8]),
                          meta.hoi_object[hoi], hoi, rows[:, 8], meta={"source": str(path)})

@@ -7,9 +7,10 @@ curve is, bit for bit, the AP that the evaluator reports for that class.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +77,8 @@ def precision_recall_curves(
 
     Args:
         anno: annotation dict or path (docs/architecture.md#annotation-files).
-        detections: results (docs/architecture.md#results-files); mapped to the annotation's images by file name.
+        detections: results (docs/architecture.md#results-files); mapped to the annotation's images
+        by file name.
         hoi_classes: HOI indices 0..599.
         setting: "default" or "known_object".
         iou_threshold: minimum min(IoU_h, IoU_o) of a true positive.
@@ -131,4 +133,5 @@ def precision_recall(
     ko_images: np.ndarray | None = None,
 ) -> PRCurve:
     """The PR curve of one HOI class; see :func:`precision_recall_curves`."""
-    return precision_recall_curves(anno, detections, [hoi_class], setting, iou_threshold, ko_images)[0]
+    return precision_recall_curves(anno, detections, [hoi_class], setting, iou_threshold,
+                                   ko_images)[0]

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,9 +35,9 @@ from hoi.engine.distributed import DistInfo
 from hoi.engine.logging import LOGGER_NAME
 from hoi.errors import UserError
 from hoi.evaluation import HOIResults
+from hoi.hoi_config import HOITrainConfig
 from hoi.inference.test_split import run_test
 from hoi.models.extractor import extract_maps, map_shape, rebuild_extractor
-from hoi.hoi_config import HOITrainConfig
 from hoi.provenance import annotation_fingerprint, checkpoint_provenance
 from hoi.vis.hoi_drawing import save_detection_image, top_detections
 
@@ -53,7 +53,8 @@ def collect_images(sources: Sequence[str | Path]) -> list[Path]:
         if source.is_dir():
             found = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
-                raise ImageError(f"{source}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+                raise ImageError(
+                    f"{source}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
             paths += found
         elif source.is_file():
             paths.append(source)
@@ -69,27 +70,33 @@ def collect_images(sources: Sequence[str | Path]) -> list[Path]:
 
 def _loader(paths: list[Path], transform, sizes: list[list[int]], batch_size: int, workers: int,
             collate=None) -> DataLoader:
-    dataset = ImageListDataset("/", [str(p.resolve()) for p in paths], range(len(paths)), transform, sizes,
+    dataset = ImageListDataset("/", [str(p.resolve()) for p in paths], range(len(paths)), transform,
+                               sizes,
                                "their decoded size")
     return DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate)
 
 
-def given_proposals(path: str | Path, names: list[str]) -> tuple[list[ImageProposals], dict[str, Any]]:
+def given_proposals(path: str | Path,
+                    names: list[str]) -> tuple[list[ImageProposals], dict[str, Any]]:
     """The detections of ``names`` from a detections file of ours (matched by file name)."""
     dets = ProposalFile(path)
     missing = [n for n in names if n not in dets.index]
     if missing:
-        raise UserError(f"{path}: no detections for {len(missing)} of the {len(names)} images, e.g. "
+        raise UserError(f"{path}: no detections for {len(missing)} of the {len(names)} images, "
+                        "e.g. "
                         f"{missing[:3]} (expected a detections file listing these file names)")
-    return [dets.by_name(n) for n in names], {"source": "given", "file": str(path), "from": dets.provenance}
+    return [dets.by_name(n) for n in names], {"source": "given", "file": str(path),
+                                              "from": dets.provenance}
 
 
 def detector_proposals(paths: list[Path], sizes: list[list[int]], settings: DetectorSettings,
-                          device: torch.device, batch_size: int, workers: int) -> tuple[list[ImageProposals], dict]:
+                          device: torch.device, batch_size: int,
+                          workers: int) -> tuple[list[ImageProposals], dict]:
     weights = resolve_weights(settings)
     model, cfg = build_detector(settings, device, weights)
     out: list[ImageProposals] = []
-    for batch in _loader(paths, Detectron2Input(cfg), sizes, batch_size, workers, collate=lambda b: b):
+    for batch in _loader(paths, Detectron2Input(cfg), sizes, batch_size, workers,
+                         collate=lambda b: b):
         out += detect_batch(model, [inp for _, inp in batch])
     return out, {"source": "detectron2", **settings.provenance(weights)}
 
@@ -98,7 +105,8 @@ def hoi_rows(det: HOIResults, index: int, top_k: int, min_score: float) -> list[
     """The ``top_k`` best HOIs of image ``index`` with score >= ``min_score``, as JSON records."""
     meta = hico_metadata()
     return [{"human_box": det.boxes_h[r].tolist(), "object_box": det.boxes_o[r].tolist(),
-             "object": meta.objects[int(det.object[r])], "verb": meta.verbs[int(meta.hoi_verb[det.hoi[r]])],
+             "object": meta.objects[int(det.object[r])],
+             "verb": meta.verbs[int(meta.hoi_verb[det.hoi[r]])],
              "hoi": int(det.hoi[r]), "score": float(det.score[r])}
             for r in top_detections(det, index, top_k, min_score)]
 
@@ -106,7 +114,8 @@ def hoi_rows(det: HOIResults, index: int, top_k: int, min_score: float) -> list[
 def predict_images(cfg: HOITrainConfig, ckpt: Mapping[str, Any], checkpoint: str | Path,
                    images: Sequence[str | Path], out: str | Path, dist: DistInfo, *,
                    detector: DetectorSettings | None = None, proposals: str | Path | None = None,
-                   top_k: int = 5, score_thresh: float = 0.1, backbone_weights: str | Path | None = None,
+                   top_k: int = 5, score_thresh: float = 0.1,
+                   backbone_weights: str | Path | None = None,
                    batch_size: int = 4, workers: int = 0) -> Path:
     """Write ``out``/predictions.json and one drawing per image; returns the JSON's path.
 
@@ -121,25 +130,31 @@ def predict_images(cfg: HOITrainConfig, ckpt: Mapping[str, Any], checkpoint: str
     out, work = Path(out), Path(out) / "work"
     trained_on = checkpoint_provenance(ckpt)
     if trained_on is None or not trained_on.get("features"):
-        raise UserError(f"{checkpoint}: records no provenance of its training features, so the backbone "
+        raise UserError(f"{checkpoint}: records no provenance of its training features, so the "
+                        "backbone "
                         f"cannot be rebuilt (expected a checkpoint of this version of hoi train)")
     if detector is None and proposals is None:
         raise ValueError("predict_images needs a detector or a proposals file")
-    extractor, feat_prov = rebuild_extractor(trained_on["features"], str(checkpoint), backbone_weights)
+    extractor, feat_prov = rebuild_extractor(trained_on["features"], str(checkpoint),
+                                             backbone_weights)
     paths = collect_images(images)
     names, sizes = [p.name for p in paths], [list(read_image_size(p)) for p in paths]
     work.mkdir(parents=True, exist_ok=True)
     anno_path = work / f"instances_{SPLIT}.json"
-    save_annotations(build_instances(names, sizes, [{k: [] for k in PAIR_KEYS} for _ in names]), anno_path)
+    save_annotations(build_instances(names, sizes, [{k: [] for k in PAIR_KEYS} for _ in names]),
+                     anno_path)
     fingerprint = annotation_fingerprint(anno_path, {"filenames": names, "size": sizes})
-    log.info("%d images; backbone rebuilt from %s (%s)", len(paths), checkpoint, feat_prov["weights"])
+    log.info("%d images; backbone rebuilt from %s (%s)", len(paths), checkpoint,
+             feat_prov["weights"])
 
     if proposals is not None:
         dets, det_prov = given_proposals(proposals, names)
     else:
-        dets, det_prov = detector_proposals(paths, sizes, detector, dist.device, batch_size, workers)
+        dets, det_prov = detector_proposals(paths, sizes, detector, dist.device, batch_size,
+                                            workers)
     det_path = work / f"detections_{SPLIT}.h5"
-    write_proposals(det_path, names, dets, {"kind": "detections", **det_prov, "annotation": fingerprint})
+    write_proposals(det_path, names, dets,
+                    {"kind": "detections", **det_prov, "annotation": fingerprint})
 
     extractor.to(dist.device)
     input_size = feat_prov["input_size"]
@@ -149,13 +164,15 @@ def predict_images(cfg: HOITrainConfig, ckpt: Mapping[str, Any], checkpoint: str
     writer = FeatureWriter(feat_path, names, sizes, map_shape(extractor, input_size),
                            {**feat_prov, "annotation": fingerprint})
     transform = lambda img: backbone_input(img, input_size, norm["mean"], norm["std"])  # noqa: E731
-    for indices, maps in extract_maps(extractor, _loader(paths, transform, sizes, batch_size, workers),
+    for indices, maps in extract_maps(extractor,
+                                      _loader(paths, transform, sizes, batch_size, workers),
                                       dist.device):
         for i, fmap in zip(indices, maps):
             writer.write(i, fmap)
     writer.close()
 
-    results = run_test(cfg, ckpt, checkpoint, work / "results.npz", dist, split=SPLIT, annotations=anno_path,
+    results = run_test(cfg, ckpt, checkpoint, work / "results.npz", dist, split=SPLIT,
+                       annotations=anno_path,
                        detections=det_path, features=feat_path)
     det = HOIResults.load(results)
     records = []
@@ -164,7 +181,8 @@ def predict_images(cfg: HOITrainConfig, ckpt: Mapping[str, Any], checkpoint: str
         records.append({"file": str(path), "width": w, "height": h, "hois": rows})
         save_detection_image(path, det, top_detections(det, i, top_k, score_thresh), out)
     target = out / "predictions.json"
-    target.write_text(json.dumps({"checkpoint": str(checkpoint), "top_k": top_k, "score_thresh": score_thresh,
+    target.write_text(json.dumps({"checkpoint": str(checkpoint), "top_k": top_k,
+                                  "score_thresh": score_thresh,
                                   "detections": det_prov["source"], "images": records}, indent=1))
     n = sum(len(r["hois"]) for r in records)
     log.info("%d HOIs over %d images -> %s (drawings beside it)", n, len(records), target)

@@ -1,4 +1,5 @@
-"""Inference of an interaction head: pair scores -> HOI rows (docs/architecture.md#data-flow-from-files-to-map).
+"""Inference of an interaction head: pair scores -> HOI rows
+(docs/architecture.md#data-flow-from-files-to-map).
 
 Every pair gets one row per HOI class of its object's class (the 117 verb scores mapped to
 the 600 HOIs through the object -> verb table), as the official code writes them.
@@ -64,7 +65,8 @@ def batch_rows(model: InteractionHead, batch: dict[str, torch.Tensor], cfg: Infe
     return {k: v[keep] for k, v in rows.items()}
 
 
-def concat_rows(parts: Iterable[dict[str, np.ndarray]], filenames: list[str] | None = None) -> HOIResults:
+def concat_rows(parts: Iterable[dict[str, np.ndarray]],
+                filenames: list[str] | None = None) -> HOIResults:
     """HOIResults from row dicts (numpy), in order."""
     parts = list(parts)
     if not parts:
@@ -76,12 +78,14 @@ def concat_rows(parts: Iterable[dict[str, np.ndarray]], filenames: list[str] | N
 
 @torch.inference_mode()
 def predict(model: InteractionHead, loader: Iterable[dict[str, torch.Tensor]], device: torch.device,
-            cfg: InferenceConfig, use_amp: bool = False, progress: bool = False) -> list[dict[str, np.ndarray]]:
+            cfg: InferenceConfig, use_amp: bool = False,
+            progress: bool = False) -> list[dict[str, np.ndarray]]:
     """Rows (numpy dicts, one per batch) of every image ``loader`` gives; image_index is the
     annotation image index."""
     model.eval()
     parts = []
-    for batch in tqdm(loader, desc="inference", leave=False, disable=not progress, dynamic_ncols=True):
+    for batch in tqdm(loader, desc="inference", leave=False, disable=not progress,
+                      dynamic_ncols=True):
         rows = batch_rows(model, to_device(batch, device), cfg, use_amp)
         parts.append({k: v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy()
                       for k, v in rows.items()})

@@ -31,8 +31,10 @@ from hoi.provenance import (
 log = logging.getLogger(LOGGER_NAME)
 
 
-def head_of_checkpoint(cfg: HOITrainConfig, ckpt: Mapping[str, Any], source: str | Path) -> InteractionHead:
-    """The trained head of ``ckpt`` (refused in one line if it is not the head ``cfg`` describes)."""
+def head_of_checkpoint(cfg: HOITrainConfig, ckpt: Mapping[str, Any],
+                       source: str | Path) -> InteractionHead:
+    """The trained head of ``ckpt`` (refused in one line if it is not the head ``cfg``
+    describes)."""
     check_arch(dict(ckpt), model_arch(cfg), source)
     head = build_head(cfg.model)
     load_model_state(head, ckpt["model"], str(source))
@@ -51,8 +53,9 @@ def run_test(cfg: HOITrainConfig, ckpt: Mapping[str, Any], checkpoint: str | Pat
     trained_on = checkpoint_provenance(ckpt)
     if trained_on is None:
         files.accepted_mismatches += resolve(
-            [f"{checkpoint}: records no provenance of its training features, so {files.features.path} "
-             f"cannot be checked against them (expected a checkpoint of this version of hoi train)"],
+            [f"{checkpoint}: records no provenance of its training features, so "
+             f"{files.features.path} cannot be checked against them (expected a checkpoint of "
+             f"this version of hoi train)"],
             cfg.data.allow_mismatch, ALLOW_FLAG)
     else:  # the test maps must mean what the training maps meant
         files.accepted_mismatches += resolve(
@@ -60,17 +63,21 @@ def run_test(cfg: HOITrainConfig, ckpt: Mapping[str, Any], checkpoint: str | Pat
                              f"the training features of {checkpoint}",
                              features_record(trained_on.get("features") or {}), FEATURE_FIELDS),
             cfg.data.allow_mismatch, ALLOW_FLAG)
-    dataset = HOIDataset(files.anno, files.detections, files.features, range(len(files.anno["filenames"])),
+    dataset = HOIDataset(files.anno, files.detections, files.features,
+                         range(len(files.anno["filenames"])),
                          cfg.pairs, with_labels=False)
-    loader = inference_loader(dataset, cfg.test.batch_size, cfg.data.workers, dist.rank, dist.world_size,
+    loader = inference_loader(dataset, cfg.test.batch_size, cfg.data.workers, dist.rank,
+                              dist.world_size,
                               dist.device.type == "cuda")
     use_amp = cfg.amp and dist.device.type == "cuda"
     parts = predict(head, loader, dist.device, cfg.test, use_amp, cfg.progress and dist.is_main)
     gathered = all_gather_objects(parts)
     out = Path(out)
     if dist.is_main:
-        det = concat_rows([p for rank_parts in gathered for p in rank_parts], list(files.anno["filenames"]))
-        det.meta = {"checkpoint": str(checkpoint), "epoch": int(ckpt.get("epoch", -1)), "split": split,
+        det = concat_rows([p for rank_parts in gathered for p in rank_parts],
+                          list(files.anno["filenames"]))
+        det.meta = {"checkpoint": str(checkpoint), "epoch": int(ckpt.get("epoch",
+                                                                         -1)), "split": split,
                     "arch": cfg.arch, "config": to_dict(cfg), "annotation": files.fingerprint,
                     "test_files": files.provenance(), "trained_on": trained_on,
                     "accepted_mismatches": files.accepted_mismatches}

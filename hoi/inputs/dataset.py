@@ -7,8 +7,9 @@ inherited across fork. :func:`check_inputs` refuses files that do not belong tog
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,25 +40,30 @@ def check_inputs(
         missing = [n for n in names if n not in index]
         if missing:
             raise CacheError(
-                f"{source} does not belong to {anno_source}: {len(missing)} of its {len(names)} images "
+                f"{source} does not belong to {anno_source}: {len(missing)} of its {len(names)} "
+                "images "
                 f"are missing from it, e.g. {missing[:3]}"
             )
     for i, name in zip(indices, names):
         got = [int(v) for v in features.image_sizes[features.index[name]]]
         want = [int(v) for v in anno["size"][i]]
         if got != want:
-            raise CacheError(f"{features.path}: image {name} has size {got} there but {want} in {anno_source}")
+            raise CacheError(f"{features.path}: image {name} has size {got} there but {want} in "
+                             f"{anno_source}")
     if features.shape[0] != channels:
-        raise CacheError(f"{features.path}: feature maps have {features.shape[0]} channels, the model expects "
+        raise CacheError(f"{features.path}: feature maps have {features.shape[0]} channels, the "
+                         "model expects "
                          f"{channels} (model.in_channels)")
     if backbone is not None:
         found = features.provenance.get("backbone")
         if found is None:
-            raise CacheError(f"{features.path}: its provenance records no backbone, so it cannot be checked "
+            raise CacheError(f"{features.path}: its provenance records no backbone, so it cannot "
+                             "be checked "
                              f"against this run's (set data.check_backbone=false to use it anyway)")
         diff = arch_mismatch(upgrade_backbone_record(found), backbone)
         if diff:
-            raise CacheError(f"{features.path} was extracted with another backbone than this run's:\n  "
+            raise CacheError(f"{features.path} was extracted with another backbone than this "
+                             "run's:\n  "
                              + "\n  ".join(d.replace(": checkpoint ", ": features ") for d in diff))
 
 
@@ -129,7 +135,8 @@ def read_stored(features: FeatureFile, i: int) -> np.ndarray:
 def collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     """Batch of B images -> one dict of tensors, boxes and pairs concatenated over images.
 
-    Keys: ``features`` (B, C, H, W) as stored (float16); ``image_size`` (B, 2) [w, h]; ``index`` (B,) annotation
+    Keys: ``features`` (B, C, H, W) as stored (float16); ``image_size`` (B, 2) [w, h]; ``index``
+    (B,) annotation
     image indices; ``boxes_h`` (Nh, 4), ``scores_h``, ``image_h`` (Nh,); ``boxes_o`` (No, 4),
     ``scores_o``, ``labels_o``, ``image_o`` (No,); ``pair_h``, ``pair_o`` (P,) indices into the
     batch's human / object lists; ``pair_image`` (P,); ``labels`` (P, V) when the items have them.
@@ -177,8 +184,10 @@ class SplitFiles:
     def provenance(self) -> dict[str, Any]:
         """What a model trained or tested on these files was made from (:mod:`hoi.provenance`)."""
         return {"annotation": self.fingerprint, "detections": self.detections.provenance,
-                "features": self.features.provenance, "accepted_mismatches": list(self.accepted_mismatches),
-                "files": {"annotations": str(self.anno_path), "detections": str(self.detections.path),
+                "features": self.features.provenance,
+                "accepted_mismatches": list(self.accepted_mismatches),
+                "files": {"annotations": str(self.anno_path),
+                          "detections": str(self.detections.path),
                           "features": str(self.features.path)}}
 
 

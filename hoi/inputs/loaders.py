@@ -1,4 +1,5 @@
-"""The samplers and loaders of training and inference over an :class:`~hoi.inputs.dataset.HOIDataset`."""
+"""The samplers and loaders of training and inference over an
+:class:`~hoi.inputs.dataset.HOIDataset`."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ class GlobalBatchSampler(Sampler[list[int]]):
     def __init__(self, length: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
                  drop_last: bool = False, max_batches: int | None = None) -> None:
         if batch_size % world_size:
-            raise ConfigError(f"optim.batch_size {batch_size} is not divisible by the {world_size} processes")
+            raise ConfigError(f"optim.batch_size {batch_size} is not divisible by the {world_size} "
+                              "processes")
         self.length, self.batch_size, self.seed = length, batch_size, seed
         self.rank, self.world_size = rank, world_size
         self.drop_last = drop_last or world_size > 1
@@ -51,10 +53,12 @@ class GlobalBatchSampler(Sampler[list[int]]):
                 yield batch[self.rank * local:(self.rank + 1) * local]
 
 
-def train_loader(dataset: HOIDataset, batch_size: int, seed: int, workers: int, rank: int, world_size: int,
+def train_loader(dataset: HOIDataset, batch_size: int, seed: int, workers: int, rank: int,
+                 world_size: int,
                  pin: bool, max_batches: int | None = None) -> DataLoader:
     """Shuffled global batches of ``batch_size`` images (this process's part of each)."""
-    sampler = GlobalBatchSampler(len(dataset), batch_size, seed, rank, world_size, max_batches=max_batches)
+    sampler = GlobalBatchSampler(len(dataset), batch_size, seed, rank, world_size,
+                                 max_batches=max_batches)
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
                       pin_memory=pin, persistent_workers=False)
 
@@ -62,5 +66,6 @@ def train_loader(dataset: HOIDataset, batch_size: int, seed: int, workers: int, 
 def inference_loader(dataset: HOIDataset, batch_size: int, workers: int, rank: int, world_size: int,
                      pin: bool) -> DataLoader:
     """This process's shard of ``dataset`` in order, no padding (see ShardedSampler)."""
-    return DataLoader(dataset, batch_size=batch_size, sampler=ShardedSampler(len(dataset), rank, world_size),
+    return DataLoader(dataset, batch_size=batch_size,
+                      sampler=ShardedSampler(len(dataset), rank, world_size),
                       collate_fn=collate, num_workers=workers, pin_memory=pin)

@@ -1,6 +1,7 @@
 """The pair-labelling rules, chosen by ``pairs.label_rule`` from :data:`LABEL_RULES`.
 
-``official`` (the default): pair labels as the official VSGNet code computes them (``scripts_hico/helpers_preprocess.py``:
+``official`` (the default): pair labels as the official VSGNet code computes them
+(``scripts_hico/helpers_preprocess.py``:
 ``clean_up_annotation``, ``get_compact_label``, ``IoU_box``), the default ``pairs.label_rule``.
 
 1. Clean-up of the GT: the GT human boxes are truncated to integers; going through the image's
@@ -47,16 +48,20 @@ _TO_CONTINUOUS = torch.tensor([PIXEL_OFFSET, PIXEL_OFFSET, 0.0, 0.0], dtype=torc
 def official_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """IoU of continuous boxes a (N, 4) with b (M, 4), area (x2 - x1) * (y2 - y1) -> (N, M) float64.
 
-    0 where the boxes do not overlap or the union is empty (the official code divides by zero there).
+    0 where the boxes do not overlap or the union is empty (the official code divides by zero
+    there).
     """
     a, b = a.double(), b.double()
-    iw = (torch.minimum(a[:, None, 2], b[None, :, 2]) - torch.maximum(a[:, None, 0], b[None, :, 0])).clamp(min=0)
-    ih = (torch.minimum(a[:, None, 3], b[None, :, 3]) - torch.maximum(a[:, None, 1], b[None, :, 1])).clamp(min=0)
+    iw = (torch.minimum(a[:, None, 2], b[None, :, 2]) - torch.maximum(a[:, None, 0],
+                                                                      b[None, :, 0])).clamp(min=0)
+    ih = (torch.minimum(a[:, None, 3], b[None, :, 3]) - torch.maximum(a[:, None, 1],
+                                                                      b[None, :, 1])).clamp(min=0)
     inter = iw * ih
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     union = area_a[:, None] + area_b[None, :] - inter
-    return torch.where((inter > 0) & (union > 0), inter / union.clamp(min=1e-300), torch.zeros_like(inter))
+    return torch.where((inter > 0) & (union > 0), inter / union.clamp(min=1e-300),
+                       torch.zeros_like(inter))
 
 
 def merge_boxes(boxes: torch.Tensor, merge_iou: float) -> torch.Tensor:
@@ -65,7 +70,8 @@ def merge_boxes(boxes: torch.Tensor, merge_iou: float) -> torch.Tensor:
     iou = official_iou(boxes, boxes)
     rep = torch.arange(len(boxes))
     kept: list[int] = []
-    for i in range(len(boxes)):  # greedy and order-dependent: the official clean-up; N is a few GT rows
+    # greedy and order-dependent: the official clean-up; N is a few GT rows
+    for i in range(len(boxes)):
         hits = [k for k in kept if iou[k, i] >= merge_iou]
         if hits:
             rep[i] = hits[0]
@@ -101,10 +107,12 @@ def official_pair_labels(
     gt_o = gt_o.double()
     person = merge_boxes(gt_h, merge_iou)  # (G,) the GT person (a row index) of each row
     obj_box = gt_o[merge_boxes(gt_o, merge_iou)]  # (G, 4) each row's cleaned object box
-    persons = torch.unique(person)  # one entry per GT person; first-appearance order = sorted row index
+    # one entry per GT person; first-appearance order = sorted row index
+    persons = torch.unique(person)
     iou_h = official_iou(det_h.double() - _TO_CONTINUOUS, gt_h[persons])  # (H, Gp)
     best_iou, best = iou_h.max(dim=1)  # torch.max returns the first maximal index
-    human_row = (persons[best][:, None] == person[None, :]) & (best_iou >= label_iou)[:, None]  # (H, G)
+    human_row = (persons[best][:, None]
+                 == person[None, :]) & (best_iou >= label_iou)[:, None]  # (H, G)
     object_row = official_iou(det_o.double() - _TO_CONTINUOUS, obj_box) >= label_iou  # (O, G)
     match = human_row[pair_h] & object_row[pair_o]  # (P, G)
     if match_object:
@@ -126,27 +134,35 @@ class GTPairs:
     @classmethod
     def of(cls, record: Mapping[str, Any]) -> GTPairs:
         """From an image's annotation record."""
-        boxes = lambda key: torch.from_numpy(np.asarray(record[key], np.float32).reshape(-1, 4))  # noqa: E731
-        ints = lambda key: torch.from_numpy(np.asarray(record[key], np.int64).reshape(-1))  # noqa: E731
-        return cls(boxes("boxes_h"), boxes("boxes_o"), ints("object"), ints("verb"))
+        def array(key: str, dtype: type, shape: tuple[int, ...]) -> torch.Tensor:
+            return torch.from_numpy(np.asarray(record[key], dtype).reshape(shape))
+
+        return cls(array("boxes_h", np.float32, (-1, 4)), array("boxes_o", np.float32, (-1, 4)),
+                   array("object", np.int64, (-1,)), array("verb", np.int64, (-1,)))
 
 
 def official_rule(pairs: ImagePairs, gt: GTPairs, cfg: PairConfig) -> torch.Tensor:
     """``pairs.label_rule=official``: :func:`official_pair_labels` on an image's pairs."""
-    return official_pair_labels(pairs.boxes_h, pairs.boxes_o, pairs.labels_o, pairs.pair_h, pairs.pair_o,
-                                gt.boxes_h, gt.boxes_o, gt.object, gt.verb, cfg.num_verbs, cfg.label_iou,
+    return official_pair_labels(pairs.boxes_h, pairs.boxes_o, pairs.labels_o, pairs.pair_h,
+                                pairs.pair_o,
+                                gt.boxes_h, gt.boxes_o, gt.object, gt.verb, cfg.num_verbs,
+                                cfg.label_iou,
                                 cfg.label_merge_iou, cfg.label_match_object)
 
 
-def any_gt_pair_labels(boxes_h: torch.Tensor, boxes_o: torch.Tensor, labels_o: torch.Tensor, gt: GTPairs,
-                       num_verbs: int, label_iou: float, match_object: bool = False) -> torch.Tensor:
+def any_gt_pair_labels(boxes_h: torch.Tensor, boxes_o: torch.Tensor, labels_o: torch.Tensor,
+                       gt: GTPairs,
+                       num_verbs: int, label_iou: float,
+                       match_object: bool = False) -> torch.Tensor:
     """Multi-hot verb labels (P, num_verbs) of pairs (boxes_h, boxes_o (P, 4), labels_o (P,)):
     verb v where some GT pair of verb v overlaps both boxes with inclusive IoU >= ``label_iou``."""
     out = torch.zeros((len(boxes_h), num_verbs), dtype=torch.float32)
     if len(boxes_h) == 0 or len(gt.boxes_h) == 0:
         return out
-    match = torch.from_numpy((iou_matrix_inclusive(boxes_h.numpy(), gt.boxes_h.numpy()) >= label_iou)
-                             & (iou_matrix_inclusive(boxes_o.numpy(), gt.boxes_o.numpy()) >= label_iou))
+    match = torch.from_numpy((iou_matrix_inclusive(boxes_h.numpy(),
+                                                   gt.boxes_h.numpy()) >= label_iou)
+                             & (iou_matrix_inclusive(boxes_o.numpy(),
+                                                     gt.boxes_o.numpy()) >= label_iou))
     if match_object:
         match &= labels_o[:, None] == gt.object[None, :]
     verbs = torch.nn.functional.one_hot(gt.verb, num_verbs).float()
@@ -156,8 +172,10 @@ def any_gt_pair_labels(boxes_h: torch.Tensor, boxes_o: torch.Tensor, labels_o: t
 def any_gt_pair_rule(pairs: ImagePairs, gt: GTPairs, cfg: PairConfig) -> torch.Tensor:
     """``pairs.label_rule=any_gt_pair``: :func:`any_gt_pair_labels` on an image's pairs."""
     ph, po = pairs.pair_h, pairs.pair_o
-    return any_gt_pair_labels(pairs.boxes_h[ph], pairs.boxes_o[po], pairs.labels_o[po], gt, cfg.num_verbs,
+    return any_gt_pair_labels(pairs.boxes_h[ph], pairs.boxes_o[po], pairs.labels_o[po], gt,
+                              cfg.num_verbs,
                               cfg.label_iou, cfg.label_match_object)
 
 
-LABEL_RULES = Table("pairs.label_rule", {"official": official_rule, "any_gt_pair": any_gt_pair_rule})
+LABEL_RULES = Table("pairs.label_rule",
+                    {"official": official_rule, "any_gt_pair": any_gt_pair_rule})

@@ -17,8 +17,9 @@ object class.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +39,8 @@ class PairConfig:
     exclude_self_pairs: bool = False  # official: a human is also paired with itself as an object
     label_rule: str = "official"  # official | any_gt_pair (see the module docstring)
     label_iou: float = 0.5  # IoU with a GT pair's human AND object box for its verb
-    label_merge_iou: float = 0.5  # official rule: GT boxes overlapping an earlier one this much are merged
+    # official rule: GT boxes overlapping an earlier one this much are merged
+    label_merge_iou: float = 0.5
     label_match_object: bool = False  # also require the GT pair's object class (official: no)
     add_gt_boxes: bool = False  # training only: GT boxes join the proposals
     gt_score: float = 1.0  # detection score given to an added GT box
@@ -91,7 +93,8 @@ def select_proposals(det: ImageProposals, cfg: PairConfig) -> tuple[np.ndarray, 
     return humans, objects
 
 
-def all_pairs(humans: torch.Tensor, objects: torch.Tensor, exclude_self: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def all_pairs(humans: torch.Tensor, objects: torch.Tensor,
+              exclude_self: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Every (human, object) pair, human-major: (P,) indices into ``humans`` and ``objects``.
 
     ``humans`` (H,) and ``objects`` (O,) are detection ids; with ``exclude_self`` the pairs
@@ -108,7 +111,8 @@ def all_pairs(humans: torch.Tensor, objects: torch.Tensor, exclude_self: bool) -
 def image_pairs(det: ImageProposals, cfg: PairConfig, anno: Mapping[str, Any] | None = None,
                 add_gt: bool = False) -> ImagePairs:
     """The pairs of one image from its proposals; labels (by ``cfg.label_rule``) when ``anno``
-    (the image's annotation record) is given; ``add_gt`` adds its GT boxes to the proposals first."""
+    (the image's annotation record) is given; ``add_gt`` adds its GT boxes to the proposals
+    first."""
     if add_gt:
         if anno is None:
             raise ValueError("add_gt needs the image's annotation record")

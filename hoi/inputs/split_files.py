@@ -27,7 +27,8 @@ class DataConfig:
     val_seed: int = 0  # the held-out images depend on this seed only
     workers: int = 4  # DataLoader worker processes per training process
     check_backbone: bool = True  # refuse features whose provenance names another backbone
-    allow_mismatch: bool = False  # use caches made from another annotation / backbone anyway (recorded)
+    # use caches made from another annotation / backbone anyway (recorded)
+    allow_mismatch: bool = False
 
 
 def data_path(data: DataConfig, kind: str, split: str, arch: str) -> Path:
@@ -45,12 +46,15 @@ def open_split(data: DataConfig, arch: str, channels: int, split: str,
     and to maps of ``channels`` channels. Mismatches are refused unless ``data.allow_mismatch``
     (then recorded in :attr:`SplitFiles.accepted_mismatches`)."""
     paths = {
-        "annotations": Path(annotations) if annotations else data_path(data, "annotations", split, arch),
-        "detections": Path(detections) if detections else data_path(data, "detections", split, arch),
+        "annotations": Path(annotations) if annotations else data_path(data, "annotations", split,
+                                                                       arch),
+        "detections": Path(detections) if detections else data_path(data, "detections", split,
+                                                                    arch),
         "features": Path(features) if features else data_path(data, "features", split, arch),
     }
     if not paths["annotations"].is_file():
-        raise FileNotFoundError(f"annotation file not found: {paths['annotations']} (data.annotations / --anno)")
+        raise FileNotFoundError(f"annotation file not found: {paths['annotations']} "
+                                "(data.annotations / --anno)")
     anno = load_valid_annotations(paths["annotations"])
     fingerprint = annotation_fingerprint(paths["annotations"], anno)
     proposals, feats = ProposalFile(paths["detections"]), FeatureFile(paths["features"])

@@ -2,15 +2,17 @@
 and rebuilt from what a features file recorded (so that ``hoi predict`` computes on new images
 exactly the maps a model was trained on).
 
-The provenance of the maps (docs/architecture.md#feature-files, :mod:`hoi.provenance`): ``backbone`` (config),
+The provenance of the maps (docs/architecture.md#feature-files, :mod:`hoi.provenance`):
+``backbone`` (config),
 ``attention``, ``weights`` (as given), ``weights_sha256`` (or ``random`` with ``weights_seed``),
 ``input_size``, ``normalization``, ``layer``, ``stride``, ``dtype``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,7 +76,8 @@ def build_extractor(
 
 
 def rebuild_extractor(recorded: Mapping[str, Any], source: str,
-                      weights_file: str | Path | None = None) -> tuple[FrozenFeatureExtractor, dict[str, Any]]:
+                      weights_file: str | Path | None = None) -> tuple[FrozenFeatureExtractor,
+                                                                       dict[str, Any]]:
     """The extractor that made features whose provenance is ``recorded`` (e.g. a checkpoint's
     training features; ``source`` names it in errors).
 
@@ -90,7 +93,8 @@ def rebuild_extractor(recorded: Mapping[str, Any], source: str,
         mean, std = norm["mean"], norm["std"]
     except (KeyError, TypeError, ValueError) as err:
         raise UserError(f"{source}: its features provenance cannot rebuild the backbone ({err!r}); "
-                        f"expected backbone, layer, input_size, normalization {{mean, std}}") from err
+                        "expected backbone, layer, input_size, normalization {mean, std}"
+                        ) from err
     sha = str(recorded.get("weights_sha256"))
     if sha == RANDOM_WEIGHTS:
         weights, seed = "none", int(recorded.get("weights_seed") or 0)
@@ -99,11 +103,13 @@ def rebuild_extractor(recorded: Mapping[str, Any], source: str,
     else:
         candidate = Path(weights_file) if weights_file else Path(str(recorded.get("weights")))
         if not candidate.is_file():
-            raise UserError(f"{source}: its backbone weights {recorded.get('weights')} (sha256 {sha[:12]}) are not "
+            raise UserError(f"{source}: its backbone weights {recorded.get('weights')} (sha256 "
+                            f"{sha[:12]}) are not "
                             f"available here (expected a file; pass --backbone-weights FILE)")
         found = sha256_of(candidate)
         if found != sha:
-            raise UserError(f"{candidate}: sha256 {found[:12]} is not the {sha[:12]} of the weights that made "
+            raise UserError(f"{candidate}: sha256 {found[:12]} is not the {sha[:12]} of the "
+                            "weights that made "
                             f"the training features of {source} (expected the same backbone file)")
         weights, seed = str(candidate), 0
     return build_extractor(cfg, weights, seed, stage, True, input_size, mean, std)
@@ -116,11 +122,13 @@ def map_shape(extractor: FrozenFeatureExtractor, input_size: Sequence[int]) -> t
     return tuple(out.shape[1:])  # type: ignore[return-value]
 
 
-def extract_maps(extractor: FrozenFeatureExtractor, loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+def extract_maps(extractor: FrozenFeatureExtractor,
+                 loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
                  device: torch.device) -> Iterator[tuple[list[int], np.ndarray]]:
     """(image indices, (B, C, H, W) float16 maps) per batch of ``(indices, images)`` from
     ``loader``; float16 autocast on GPU, as the maps are stored."""
     autocast = torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda")
     with torch.inference_mode(), autocast:
         for indices, images in loader:
-            yield indices.tolist(), extractor(images.to(device, non_blocking=True)).half().cpu().numpy()
+            maps = extractor(images.to(device, non_blocking=True))
+            yield indices.tolist(), maps.half().cpu().numpy()

@@ -25,7 +25,8 @@ def export_backbone(checkpoint: str | Path, out: str | Path) -> tuple[Path, str]
     missing = [k for k in ("arch", "model") if k not in ckpt]
     if missing:
         raise CheckpointError(
-            f"{checkpoint}: not a training checkpoint of `hoi pretrain` (missing {missing}; expected "
+            f"{checkpoint}: not a training checkpoint of `hoi pretrain` (missing {missing}; "
+            "expected "
             f"'arch' (the backbone config) and 'model' (its weights))"
         )
     config = build_config(BackboneConfig, base=upgrade_backbone_record(ckpt["arch"]))
@@ -33,7 +34,8 @@ def export_backbone(checkpoint: str | Path, out: str | Path) -> tuple[Path, str]
     try:
         AttentionResNet(config).load_state_dict(state)
     except RuntimeError as err:
-        raise CheckpointError(f"{checkpoint}: weights do not fit its recorded backbone config: {err}") from err
+        raise CheckpointError(f"{checkpoint}: weights do not fit its recorded backbone config: "
+                              f"{err}") from err
     payload: dict[str, Any] = {
         "backbone": state,
         "config": to_dict(config),

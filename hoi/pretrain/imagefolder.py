@@ -11,9 +11,9 @@ dropped from its batch by :func:`collate_skipping` and counted.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 from PIL import Image
@@ -73,20 +73,23 @@ def scan_image_folder(
         )
         if not files:
             raise DatasetError(
-                f"{folder}: class folder holds no image (expected files ending in {', '.join(extensions)})"
+                f"{folder}: class folder holds no image (expected files ending in "
+                f"{', '.join(extensions)})"
             )
         samples.extend((f, index) for f in files)
     return classes, samples
 
 
-def check_same_classes(train_root: str | Path, train: list[str], val_root: str | Path, val: list[str]) -> None:
+def check_same_classes(train_root: str | Path, train: list[str], val_root: str | Path,
+                       val: list[str]) -> None:
     """Raise DatasetError unless the two splits have the same class folders."""
     if train == val:
         return
     only_train, only_val = sorted(set(train) - set(val)), sorted(set(val) - set(train))
     raise DatasetError(
         f"{val_root} and {train_root} must hold the same class folders; "
-        f"only in train ({len(only_train)}): {only_train[:5]}; only in val ({len(only_val)}): {only_val[:5]}"
+        f"only in train ({len(only_train)}): {only_train[:5]}; only in val ({len(only_val)}): "
+        f"{only_val[:5]}"
     )
 
 
@@ -102,7 +105,8 @@ class ImageFolderDataset(Dataset):
         extensions: Sequence[str] = IMAGE_EXTENSIONS,
     ) -> None:
         if on_bad_image not in BAD_IMAGE_POLICIES:
-            raise ValueError(f"on_bad_image must be one of {BAD_IMAGE_POLICIES}, got {on_bad_image!r}")
+            raise ValueError(f"on_bad_image must be one of {BAD_IMAGE_POLICIES}, got "
+                             f"{on_bad_image!r}")
         self.root = Path(root)
         self.classes, self.samples = scan_image_folder(root, extensions)
         self.transform = transform
@@ -172,7 +176,8 @@ def train_transform(
     ])
 
 
-def eval_transform(resize: int, crop: int, mean: Sequence[float], std: Sequence[float]) -> T.Compose:
+def eval_transform(resize: int, crop: int, mean: Sequence[float],
+                   std: Sequence[float]) -> T.Compose:
     """Shorter side to ``resize``, centre crop ``crop`` x ``crop``, normalisation.
     PIL image -> (3, crop, crop)."""
     return T.Compose([

@@ -34,7 +34,8 @@ def build_datasets(cfg: PretrainConfig) -> tuple[ImageFolderDataset, ImageFolder
     root = Path(d.root)
     if not root.is_dir():
         raise DatasetError(
-            f"dataset folder not found: {root} (data.root); expected {root}/{d.train_dir}/<class>/*.JPEG "
+            f"dataset folder not found: {root} (data.root); expected "
+            f"{root}/{d.train_dir}/<class>/*.JPEG "
             f"and {root}/{d.val_dir}/<class>/*.JPEG (see docs/pretraining.md)"
         )
     train = ImageFolderDataset(
@@ -53,19 +54,24 @@ def build_datasets(cfg: PretrainConfig) -> tuple[ImageFolderDataset, ImageFolder
     return train, val
 
 
-def build_loaders(cfg: PretrainConfig, train: ImageFolderDataset, val: ImageFolderDataset, dist: DistInfo) -> Loaders:
+def build_loaders(cfg: PretrainConfig, train: ImageFolderDataset, val: ImageFolderDataset,
+                  dist: DistInfo) -> Loaders:
     """Loaders for this process: the training set shuffled by a DistributedSampler (call
     ``train_sampler.set_epoch``), the validation set sharded without padding."""
     batch = per_process_batch(cfg.optim.batch_size, dist.world_size)
-    eval_batch = per_process_batch(cfg.optim.eval_batch_size, dist.world_size, "optim.eval_batch_size")
+    eval_batch = per_process_batch(cfg.optim.eval_batch_size, dist.world_size,
+                                   "optim.eval_batch_size")
     # shuffle order depends only on (seed, epoch): the same on every rank and after a resume
     sampler = DistributedSampler(
-        train, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=cfg.seed, drop_last=False
+        train, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=cfg.seed,
+        drop_last=False
     )
     if len(sampler) < batch:
         raise ConfigError(
-            f"{train.root}: {len(train)} training images give {len(sampler)} per process, fewer than one "
-            f"batch of {batch} (optim.batch_size={cfg.optim.batch_size} over {dist.world_size} processes)"
+            f"{train.root}: {len(train)} training images give {len(sampler)} per process, fewer "
+            "than one "
+            f"batch of {batch} (optim.batch_size={cfg.optim.batch_size} over {dist.world_size} "
+            "processes)"
         )
     common = dict(
         num_workers=cfg.data.workers,
@@ -77,6 +83,7 @@ def build_loaders(cfg: PretrainConfig, train: ImageFolderDataset, val: ImageFold
     )
     train_loader = DataLoader(train, batch_size=batch, sampler=sampler, drop_last=True, **common)
     val_loader = DataLoader(
-        val, batch_size=eval_batch, sampler=ShardedSampler(len(val), dist.rank, dist.world_size), **common
+        val, batch_size=eval_batch, sampler=ShardedSampler(len(val), dist.rank, dist.world_size),
+        **common
     )
     return Loaders(train_loader, val_loader, sampler, train.classes)

@@ -13,9 +13,9 @@ from the dataset's class folders.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from hoi.config import ConfigError, build_config
 from hoi.models.backbones import ARCHS, BackboneConfig, validate_backbone_config
@@ -90,8 +90,10 @@ def load_pretrain_config(path: str | Path | None, overrides: Sequence[str] = ())
     cfg = build_config(PretrainConfig, path, overrides)
     if cfg.arch is not None:
         if cfg.arch not in ARCHS:
-            raise ConfigError(f"arch: unknown name {cfg.arch!r}; valid names: {', '.join(sorted(ARCHS))}")
-        cfg = build_config(PretrainConfig, path, overrides, base={"backbone": copy.deepcopy(ARCHS[cfg.arch])})
+            raise ConfigError(f"arch: unknown name {cfg.arch!r}; valid names: "
+                              f"{', '.join(sorted(ARCHS))}")
+        cfg = build_config(PretrainConfig, path, overrides,
+                           base={"backbone": copy.deepcopy(ARCHS[cfg.arch])})
     validate_pretrain_config(cfg)
     return cfg
 
@@ -118,10 +120,12 @@ def validate_pretrain_config(cfg: PretrainConfig) -> None:
         if value <= 0:
             raise ConfigError(f"{key} must be positive, got {value}")
     if cfg.optim.warmup_epochs < 0 or not 0 <= cfg.optim.warmup_start_factor <= 1:
-        raise ConfigError("optim.warmup_epochs must be >= 0 and optim.warmup_start_factor in [0, 1]")
+        raise ConfigError(
+            "optim.warmup_epochs must be >= 0 and optim.warmup_start_factor in [0, 1]")
     if cfg.data.eval_crop > cfg.data.eval_resize:
         raise ConfigError(
-            f"data.eval_crop ({cfg.data.eval_crop}) must not exceed data.eval_resize ({cfg.data.eval_resize})"
+            f"data.eval_crop ({cfg.data.eval_crop}) must not exceed data.eval_resize "
+            f"({cfg.data.eval_resize})"
         )
     if not 0 < cfg.bn_momentum <= 1:
         raise ConfigError(f"bn_momentum must be in (0, 1], got {cfg.bn_momentum}")
@@ -132,5 +136,6 @@ def validate_pretrain_config(cfg: PretrainConfig) -> None:
 def per_process_batch(total: int, world_size: int, key: str = "optim.batch_size") -> int:
     """The per-process share of a total batch; it must divide evenly."""
     if total % world_size:
-        raise ConfigError(f"{key}={total} is the total over {world_size} processes and must be divisible by it")
+        raise ConfigError(f"{key}={total} is the total over {world_size} processes and must be "
+                          "divisible by it")
     return total // world_size

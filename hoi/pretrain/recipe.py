@@ -22,8 +22,9 @@ import json
 import os
 import re
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -55,7 +56,8 @@ def _sha(obj: Any) -> str:
 
 
 def recipe_from_checkpoint(ckpt: Mapping[str, Any]) -> dict[str, Any]:
-    """The recipe of a ``hoi pretrain`` checkpoint (its ``config``, ``epoch``, ``classes``, ``metrics``)."""
+    """The recipe of a ``hoi pretrain`` checkpoint (its ``config``, ``epoch``, ``classes``,
+    ``metrics``)."""
     cfg = dict(ckpt.get("config") or {})
     optim = {k: v for k, v in dict(cfg.get("optim") or {}).items() if k not in _OPTIM_IGNORED}
     data = {k: v for k, v in dict(cfg.get("data") or {}).items() if k not in _DATA_IGNORED}
@@ -67,9 +69,12 @@ def recipe_from_checkpoint(ckpt: Mapping[str, Any]) -> dict[str, Any]:
                 "bn_momentum": cfg.get("bn_momentum"), "sync_bn": cfg.get("sync_bn")}
     top1 = (ckpt.get("metrics") or {}).get("val/top1")
     gamma = optim.get("lr_gamma") or 1.0
-    summary = (f"hoi pretrain from {init}: {epochs} of {optim.get('epochs')} epochs, batch {optim.get('batch_size')}, "
-               f"lr {optim.get('lr')} x{gamma:g} every {optim.get('lr_step_epochs')} epochs, warm-up "
-               f"{optim.get('warmup_epochs')}, {len(classes)} classes [{data['classes_sha256'][:8]}], "
+    summary = (f"hoi pretrain from {init}: {epochs} of {optim.get('epochs')} epochs, batch "
+               f"{optim.get('batch_size')}, "
+               f"lr {optim.get('lr')} x{gamma:g} every {optim.get('lr_step_epochs')} epochs, "
+               "warm-up "
+               f"{optim.get('warmup_epochs')}, {len(classes)} classes "
+               f"[{data['classes_sha256'][:8]}], "
                f"crop {data.get('train_crop')}")
     return {"id": _sha(identity)[:12], "source": "hoi pretrain", "summary": summary,
             "top1": None if top1 is None else float(top1), "epochs": epochs, "identity": identity,
@@ -83,12 +88,14 @@ def torchvision_recipe(depth: int) -> dict[str, Any]:
 
 
 def recipe_of_file(path: str | Path) -> dict[str, Any]:
-    """The recipe recorded in a backbone file, torchvision's for torchvision's own files, else ``unrecorded``."""
+    """The recipe recorded in a backbone file, torchvision's for torchvision's own files, else
+    ``unrecorded``."""
     path = Path(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise RecipeError(f"{path}: not a readable backbone file ({type(err).__name__}: {err})") from err
+        raise RecipeError(
+            f"{path}: not a readable backbone file ({type(err).__name__}: {err})") from err
     if isinstance(obj, dict) and isinstance(obj.get("recipe"), dict):
         return dict(obj["recipe"])
     if isinstance(obj, dict) and "backbone" not in obj and "model" not in obj:
@@ -109,19 +116,23 @@ def torchvision_hash(depth: int) -> str | None:
     return match.group(2) if match else None
 
 
-def check_backbones(weights_dir: str | Path, archs: Sequence[str], allow_mixed: bool = False) -> dict[str, dict]:
-    """``{arch: recipe}`` of ``weights_dir/<arch>.pth`` for every arch; RecipeError (one line) when a
+def check_backbones(weights_dir: str | Path, archs: Sequence[str],
+                    allow_mixed: bool = False) -> dict[str, dict]:
+    """``{arch: recipe}`` of ``weights_dir/<arch>.pth`` for every arch; RecipeError (one line) when
+    a
     file is missing or, unless ``allow_mixed``, the recipes differ."""
     weights_dir = Path(weights_dir)
     missing = [a for a in archs if not (weights_dir / f"{a}.pth").is_file()]
     if missing:
         raise RecipeError(
-            f"{weights_dir}: no backbone file for {', '.join(missing)} (expected <arch>.pth: `hoi export-backbone` "
+            f"{weights_dir}: no backbone file for {', '.join(missing)} (expected <arch>.pth: `hoi "
+            "export-backbone` "
             "output, or torchvision's own ResNet file for a plain ResNet; see docs/pretraining.md)")
     recipes = {a: recipe_of_file(weights_dir / f"{a}.pth") for a in archs}
     if len({r["id"] for r in recipes.values()}) > 1 and not allow_mixed:
         named = "; ".join(f"{a}: {r['summary']} [{r['id']}]" for a, r in recipes.items())
-        raise RecipeError(f"backbones pretrained by different recipes: {named}. One table compares one recipe; "
+        raise RecipeError(f"backbones pretrained by different recipes: {named}. One table compares "
+                          "one recipe; "
                           "set ALLOW_MIXED_PRETRAINING=1 to go on anyway")
     return recipes
 
@@ -144,7 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", required=True, help="folder of <arch>.pth backbone files")
     p.add_argument("--allow-mixed", action="store_true", help="go on when the recipes differ")
-    p.add_argument("--out", default=None, help="write {arch: recipe} here (JSON) when the check passes")
+    p.add_argument("--out", default=None, help="write {arch: recipe} here (JSON) when the check "
+                                               "passes")
     p.add_argument("archs", nargs="+")
     args = p.parse_args(argv)
     try:

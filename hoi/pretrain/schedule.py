@@ -35,6 +35,7 @@ def warmup_step_scheduler(
     """
 
     def factor(step: int) -> float:
-        return lr_factor(step / iters_per_epoch, warmup_epochs, warmup_start_factor, step_epochs, gamma)
+        return lr_factor(step / iters_per_epoch, warmup_epochs, warmup_start_factor, step_epochs,
+                         gamma)
 
     return LambdaLR(optimizer, factor)

@@ -55,7 +55,8 @@ def build_optimizer(cfg: PretrainConfig, model: nn.Module) -> torch.optim.SGD:
     )
 
 
-def topk_correct(logits: torch.Tensor, targets: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> torch.Tensor:
+def topk_correct(logits: torch.Tensor, targets: torch.Tensor,
+                 ks: tuple[int, ...] = (1, 5)) -> torch.Tensor:
     """(B, C) logits, (B,) targets -> (B, len(ks)) bool: is the target among the top k?
     k is capped at C (with 3 classes "top-5" is always right)."""
     kmax = min(max(ks), logits.shape[1])
@@ -81,7 +82,8 @@ def evaluate(
     device = dist.device
     rows, losses, skipped = [], [], 0
     start = time.time()
-    for batch in tqdm(loader, desc="eval", leave=False, disable=not (dist.is_main and progress), dynamic_ncols=True):
+    for batch in tqdm(loader, desc="eval", leave=False, disable=not (dist.is_main and progress),
+                      dynamic_ncols=True):
         batch: Batch
         images = batch.images.to(device, non_blocking=True)
         targets = batch.targets.to(device, non_blocking=True)
@@ -93,14 +95,16 @@ def evaluate(
         rows.append(torch.cat([batch.indices.to(device)[:, None], correct], dim=1))
         skipped += batch.skipped
     local_rows = torch.cat(rows) if rows else torch.zeros((0, 3), dtype=torch.long, device=device)
-    local_losses = torch.cat(losses) if losses else torch.zeros(0, dtype=torch.float64, device=device)
+    local_losses = torch.cat(losses) if losses else torch.zeros(0, dtype=torch.float64,
+                                                                device=device)
     all_rows = all_gather_variable(local_rows)
     all_losses = all_gather_variable(local_losses)
     skipped_total = int(all_reduce_sum(torch.tensor([skipped], device=device))[0].item())
     n = all_rows.shape[0]
     expected = len(loader.dataset) - skipped_total
     if n != expected or torch.unique(all_rows[:, 0]).numel() != n:
-        raise RuntimeError(f"evaluation gathered {n} results for {expected} images: the shards overlap or miss images")
+        raise RuntimeError(f"evaluation gathered {n} results for {expected} images: the shards "
+                           "overlap or miss images")
     return {
         "val/top1": 100.0 * all_rows[:, 1].sum().item() / max(n, 1),
         "val/top5": 100.0 * all_rows[:, 2].sum().item() / max(n, 1),
@@ -125,19 +129,22 @@ class BackboneTrainer(Trainer):
     def upgrade_checkpoint(self, ckpt: dict[str, Any]) -> dict[str, Any]:
         ckpt = dict(ckpt, arch=upgrade_backbone_record(ckpt.get("arch", {})))
         if isinstance(ckpt.get("config", {}).get("backbone"), dict):
-            ckpt["config"] = dict(ckpt["config"], backbone=upgrade_backbone_record(ckpt["config"]["backbone"]))
+            ckpt["config"] = dict(ckpt["config"],
+                                  backbone=upgrade_backbone_record(ckpt["config"]["backbone"]))
         return ckpt
 
     def before_epoch(self, epoch: int) -> None:
         self.loaders.train_sampler.set_epoch(epoch)
 
     def train_epoch(self, epoch: int, writer: MetricsWriter) -> dict[str, float]:
-        """One pass over this process's shard of the training set; metrics averaged over processes."""
+        """One pass over this process's shard of the training set; metrics averaged over
+        processes."""
         cfg, state, dist, loader = self.cfg, self.state, self.dist, self.loaders.train
         state.model.train()
         device = dist.device
         iters = len(loader)
-        sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss * n, top-1 correct, n, skipped
+        sums = torch.zeros(4, dtype=torch.float64,
+                           device=device)  # loss * n, top-1 correct, n, skipped
         start, lr = time.time(), float("nan")
         bar = tqdm(loader, total=iters, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", leave=False,
                    disable=not (dist.is_main and cfg.progress), dynamic_ncols=True)
@@ -150,7 +157,8 @@ class BackboneTrainer(Trainer):
                 loss = F.cross_entropy(logits, targets, label_smoothing=cfg.optim.label_smoothing)
             if not torch.isfinite(loss).item():
                 raise FloatingPointError(
-                    f"training loss is {loss.item()} at epoch {epoch + 1}, iteration {i + 1}/{iters}: "
+                    f"training loss is {loss.item()} at epoch {epoch + 1}, iteration "
+                    f"{i + 1}/{iters}: "
                     f"stopping (lower optim.lr, or resume from the last checkpoint)"
                 )
             self.optimizer_step(loss)
@@ -164,7 +172,8 @@ class BackboneTrainer(Trainer):
                                  torch.tensor(batch.skipped, dtype=torch.float64, device=device)])
             step = epoch * iters + i
             if (i + 1) % cfg.log_every == 0:
-                writer.write(step, {"train/loss_iter": loss.item(), "train/lr_iter": lr}, epoch=epoch + 1)
+                writer.write(step, {"train/loss_iter": loss.item(), "train/lr_iter": lr},
+                             epoch=epoch + 1)
                 bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}")
         total = all_reduce_sum(sums)
         elapsed = time.time() - start
@@ -180,14 +189,16 @@ class BackboneTrainer(Trainer):
     def after_epoch(self, epoch: int, metrics: dict[str, float]) -> Path | None:
         cfg = self.cfg
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.optim.epochs:
-            metrics.update(evaluate(self.state.bare, self.loaders.val, self.dist, self.state.use_amp, cfg.progress))
+            metrics.update(evaluate(self.state.bare, self.loaders.val, self.dist,
+                                    self.state.use_amp, cfg.progress))
         return None
 
     def build_model(self, resuming: bool) -> AttentionResNet:
         cfg, dist = self.cfg, self.dist
         model = AttentionResNet(cfg.backbone)
         if cfg.init_weights and not resuming:
-            report = load_backbone_weights(model, cfg.init_weights, ignore_classifier=cfg.init_ignore_classifier)
+            report = load_backbone_weights(model, cfg.init_weights,
+                                           ignore_classifier=cfg.init_ignore_classifier)
             log.info(
                 "initial weights from %s%s; %d attention parameters start as the identity%s",
                 report.source, f" (sha256 {report.sha256})" if report.sha256 else "",
@@ -212,21 +223,25 @@ class BackboneTrainer(Trainer):
             torch.backends.cudnn.deterministic = cfg.deterministic
         train_set, val_set = build_datasets(cfg)
         if cfg.backbone.num_classes != len(train_set.classes):
-            log.info("backbone.num_classes = %d (class folders of %s)", len(train_set.classes), train_set.root)
+            log.info("backbone.num_classes = %d (class folders of %s)", len(train_set.classes),
+                     train_set.root)
             cfg.backbone.num_classes = len(train_set.classes)
         self.loaders = build_loaders(cfg, train_set, val_set, dist)
         self.iters = len(self.loaders.train)
-        log.info("%d training images, %d validation images, %d classes; %d iterations per epoch of %d images "
+        log.info("%d training images, %d validation images, %d classes; %d iterations per epoch of "
+                 "%d images "
                  "x %d processes", len(train_set), len(val_set), len(train_set.classes), self.iters,
                  cfg.optim.batch_size // dist.world_size, dist.world_size)
         if dist.is_main:
-            (self.output_dir / "classes.txt").write_text("".join(c + "\n" for c in train_set.classes))
+            (self.output_dir / "classes.txt").write_text("".join(c + "\n"
+                                                                 for c in train_set.classes))
         self.save_config()
 
         model = self.build_model(resuming=resume is not None)
         optimizer = build_optimizer(cfg, model)
         o = cfg.optim
-        scheduler = warmup_step_scheduler(optimizer, self.iters, o.warmup_epochs, o.warmup_start_factor,
+        scheduler = warmup_step_scheduler(optimizer, self.iters, o.warmup_epochs,
+                                          o.warmup_start_factor,
                                           o.lr_step_epochs, o.lr_gamma)
         self.new_state(model, optimizer, cfg.amp, scheduler)
         if resume is not None:
@@ -234,13 +249,15 @@ class BackboneTrainer(Trainer):
         return self.run_epochs()
 
 
-def run_pretraining(cfg: PretrainConfig, dist: DistInfo, resume: str | Path | None = None) -> dict[str, float]:
+def run_pretraining(cfg: PretrainConfig, dist: DistInfo,
+                    resume: str | Path | None = None) -> dict[str, float]:
     """Train ``cfg.backbone`` on ``cfg.data`` for ``cfg.optim.epochs`` epochs (or until
     ``cfg.stop_after_epoch``), checkpointing to ``cfg.output_dir`` every epoch.
 
     Args:
         cfg: the resolved config; ``backbone.num_classes`` is set here from the dataset.
-        dist: this process's place in the run (from :func:`hoi.engine.distributed.init_distributed`).
+        dist: this process's place in the run (from
+        :func:`hoi.engine.distributed.init_distributed`).
         resume: a checkpoint to continue from (refused if it is another architecture).
     Returns the metrics of the last epoch run.
     """

@@ -57,30 +57,35 @@ BEST_NAME = "best.pth"
 log = logging.getLogger(LOGGER_NAME)
 
 
-def build_optimizer(cfg: HOITrainConfig, head: InteractionHead) -> tuple[torch.optim.SGD, list[dict[str, Any]]]:
+def build_optimizer(cfg: HOITrainConfig,
+                    head: InteractionHead) -> tuple[torch.optim.SGD, list[dict[str, Any]]]:
     """SGD over the head's parameter groups, and the groups' specs (``name``, base ``lr``,
     ``scheduled``) in the optimiser's order."""
     groups = head.param_groups(cfg.optim.lr)
     specs = [{k: g[k] for k in ("name", "lr", "scheduled")} for g in groups]
-    optimizer = torch.optim.SGD([{"params": g["params"], "lr": g["lr"]} for g in groups], lr=cfg.optim.lr,
+    optimizer = torch.optim.SGD([{"params": g["params"], "lr": g["lr"]} for g in groups],
+                                lr=cfg.optim.lr,
                                 momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
     return optimizer, specs
 
 
-def check_finite(outputs: Mapping[str, torch.Tensor], loss: torch.Tensor, epoch: int, it: int, iters: int) -> None:
+def check_finite(outputs: Mapping[str, torch.Tensor], loss: torch.Tensor, epoch: int, it: int,
+                 iters: int) -> None:
     """Stop at the first non-finite value, naming the loss or the output it came from."""
     bad = [f"{name} logits" for name, x in outputs.items() if not bool(torch.isfinite(x).all())]
     if not bool(torch.isfinite(loss)):
         bad.append(f"loss ({loss.item()})")
     if bad:
         raise FloatingPointError(
-            f"non-finite {', '.join(bad)} at epoch {epoch + 1}, iteration {it + 1}/{iters}: stopping "
+            f"non-finite {', '.join(bad)} at epoch {epoch + 1}, iteration {it + 1}/{iters}: "
+            "stopping "
             f"(lower optim.lr, or resume from the last checkpoint)"
         )
 
 
 def compute_loss(cfg: HOITrainConfig, head: InteractionHead, outputs: Mapping[str, torch.Tensor],
-                 batch: Mapping[str, torch.Tensor], world_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 batch: Mapping[str, torch.Tensor],
+                 world_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss to backpropagate, summed loss, global normaliser). The normaliser (images or pairs,
     times verbs) is summed over processes, so that DDP's gradient average gives the gradient
     of (total loss / global normaliser), whatever each process holds."""
@@ -98,7 +103,8 @@ class HeadsTrainer(Trainer):
     def __init__(self, cfg: HOITrainConfig, dist: DistInfo) -> None:
         super().__init__(cfg, dist)
         self.best, self.best_epoch = -1.0, -1
-        self.provenance: dict[str, Any] | None = None  # of the training files, saved in every checkpoint
+        # the provenance of the training files, saved in every checkpoint
+        self.provenance: dict[str, Any] | None = None
 
     def arch(self) -> dict[str, Any]:
         return model_arch(self.cfg)
@@ -112,13 +118,16 @@ class HeadsTrainer(Trainer):
 
     def restore_extra(self, ckpt: dict[str, Any], path: Path) -> None:
         saved = checkpoint_provenance(ckpt)
-        if saved is not None and self.provenance is not None:  # the same data as the interrupted run
+        # the same data as the interrupted run
+        if saved is not None and self.provenance is not None:
             now = self.provenance
             now["accepted_mismatches"] += resolve(
                 [annotation_mismatch(path, {"annotation": saved.get("annotation") or {}},
                                      now["files"]["annotations"], now["annotation"])]
-                + field_mismatches(f"the training features of {path}", features_record(saved.get("features") or {}),
-                                   now["files"]["features"], features_record(now["features"]), FEATURE_FIELDS),
+                + field_mismatches(f"the training features of {path}",
+                                   features_record(saved.get("features") or {}),
+                                   now["files"]["features"], features_record(now["features"]),
+                                   FEATURE_FIELDS),
                 self.cfg.data.allow_mismatch, "data.allow_mismatch=true")
         self.best, self.best_epoch = float(ckpt.get("best", -1.0)), int(ckpt.get("best_epoch", -1))
 
@@ -135,7 +144,8 @@ class HeadsTrainer(Trainer):
         iters = len(self.loader)
         sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, normaliser, pairs, images
         start = time.time()
-        bar = tqdm(self.loader, total=iters, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", leave=False,
+        bar = tqdm(self.loader, total=iters, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}",
+                   leave=False,
                    disable=not (dist.is_main and cfg.progress), dynamic_ncols=True)
         for i, batch in enumerate(bar):
             batch = to_device(batch, device)
@@ -144,13 +154,15 @@ class HeadsTrainer(Trainer):
             loss, total, norm = compute_loss(cfg, state.bare, outputs, batch, dist.world_size)
             check_finite(outputs, loss, epoch, i, iters)
             self.optimizer_step(loss)
-            local = torch.tensor([total.item(), 0.0, batch["pair_h"].shape[0], batch["features"].shape[0]],
+            local = torch.tensor([total.item(), 0.0, batch["pair_h"].shape[0],
+                                  batch["features"].shape[0]],
                                  dtype=torch.float64, device=device)
             if dist.is_main:
                 local[1] = norm.double()
             sums += local
             if (i + 1) % cfg.log_every == 0:
-                writer.write(epoch * iters + i, {"train/loss_iter": loss.item() / dist.world_size}, epoch=epoch + 1)
+                writer.write(epoch * iters + i, {"train/loss_iter": loss.item() / dist.world_size},
+                             epoch=epoch + 1)
                 bar.set_postfix(loss=f"{loss.item() / dist.world_size:.4f}")
         total = all_reduce_sum(sums)
         elapsed = time.time() - start
@@ -158,7 +170,8 @@ class HeadsTrainer(Trainer):
         return {
             "train/loss": (total[0] / total[1].clamp(min=1)).item(),
             "train/lr": groups[0]["lr"],
-            **{f"train/{spec['name']}_lr": g["lr"] for g, spec in zip(groups[1:], self.group_specs[1:])},
+            **{f"train/{spec['name']}_lr": g["lr"] for g, spec in zip(groups[1:],
+                                                                      self.group_specs[1:])},
             "train/pairs_per_s": total[2].item() / max(elapsed, 1e-9),
             "train/images": int(total[3].item()),
             "time/train_s": elapsed,
@@ -181,7 +194,8 @@ class HeadsTrainer(Trainer):
         """mAP (Default setting) on the held-out training images, gathered over processes."""
         cfg, dist, anno, val_idx = self.cfg, self.dist, self.files.anno, self.val_idx
         start = time.time()
-        loader = inference_loader(self.val_set, cfg.test.batch_size, cfg.data.workers, dist.rank, dist.world_size,
+        loader = inference_loader(self.val_set, cfg.test.batch_size, cfg.data.workers, dist.rank,
+                                  dist.world_size,
                                   dist.device.type == "cuda")
         parts = predict(self.state.bare, loader, dist.device, cfg.test, self.state.use_amp,
                         cfg.progress and dist.is_main)
@@ -200,45 +214,55 @@ class HeadsTrainer(Trainer):
             metrics = {"val/map_full": result.full, "val/map_rare": result.rare_map,
                        "val/map_non_rare": result.non_rare_map,
                        # the held-out images lack many classes, whose AP is 0 in the official mean
-                       "val/map_present": float(result.ap[present].mean()) if present.any() else 0.0,
+                       "val/map_present": float(result.ap[present].mean()) if present.any()
+                       else 0.0,
                        "time/val_s": time.time() - start}
         return all_gather_objects(metrics)[0]
 
     def finished(self, last: int) -> None:
         if self.val_set is not None:
-            log.info("done; best validation mAP (%s) %.4f at epoch %d: %s", self.cfg.select_metric, self.best,
+            log.info("done; best validation mAP (%s) %.4f at epoch %d: %s", self.cfg.select_metric,
+                     self.best,
                      self.best_epoch + 1, self.output_dir / BEST_NAME)
         else:
-            log.info("done (nothing held out, best.pth is the last epoch): %s", self.output_dir / BEST_NAME)
+            log.info("done (nothing held out, best.pth is the last epoch): %s",
+                     self.output_dir / BEST_NAME)
 
     def run(self, resume: str | Path | None = None) -> dict[str, float]:
         cfg, dist = self.cfg, self.dist
         self.start(resume)
-        self.files = open_run_split(cfg, cfg.data.train_split)  # refuses mismatched files before any work
+        # refuses mismatched files before any work
+        self.files = open_run_split(cfg, cfg.data.train_split)
         train_set, self.val_set, self.val_idx = build_train_val(cfg, self.files, self.output_dir,
                                                                 write=dist.is_main)
         if len(train_set) == 0:
             raise ValueError(f"no training image has a human-object pair among its detections "
                              f"({self.files.detections.path})")
-        self.loader = train_loader(train_set, cfg.optim.batch_size, cfg.seed, cfg.data.workers, dist.rank,
-                                   dist.world_size, dist.device.type == "cuda", cfg.optim.iters_per_epoch)
+        self.loader = train_loader(train_set, cfg.optim.batch_size, cfg.seed, cfg.data.workers,
+                                   dist.rank,
+                                   dist.world_size, dist.device.type == "cuda",
+                                   cfg.optim.iters_per_epoch)
         self.iters = len(self.loader)
         if self.iters == 0:
             raise ValueError(f"{len(train_set)} training images make no full batch of "
                              f"optim.batch_size={cfg.optim.batch_size}")
-        log.info("%d training images, %d held out for validation; %d iterations per epoch of %d images x %d "
-                 "processes", len(train_set), len(self.val_idx), self.iters, cfg.optim.batch_size // dist.world_size,
+        log.info("%d training images, %d held out for validation; %d iterations per epoch of %d "
+                 "images x %d "
+                 "processes", len(train_set), len(self.val_idx), self.iters,
+                 cfg.optim.batch_size // dist.world_size,
                  dist.world_size)
         self.save_config()
 
         head = build_head(cfg.model).to(dist.device)
         optimizer, self.group_specs = build_optimizer(cfg, head)
         self.new_state(head, optimizer, cfg.amp)
-        log.info("%s head: %.3fM parameters (%s)", cfg.model.name, sum(p.numel() for p in head.parameters()) / 1e6,
+        log.info("%s head: %.3fM parameters (%s)", cfg.model.name,
+                 sum(p.numel() for p in head.parameters()) / 1e6,
                  ", ".join(f"{g['name']} {sum(p.numel() for p in g['params']) / 1e6:.3f}M"
                            for g in head.param_groups(cfg.optim.lr)))
         self.provenance = self.files.provenance()
-        if dist.is_main:  # checkpoint.pth (weights + momentum), best.pth (weights), a temp copy while saving
+        # checkpoint.pth (weights + momentum), best.pth (weights), a temp copy while saving
+        if dist.is_main:
             param_bytes = sum(p.numel() * p.element_size() for p in head.parameters())
             require_free_space(self.output_dir, 5 * param_bytes, "the checkpoints")
         if cfg.optim.epochs == 0:  # the model at its initial weights, as a baseline to compare with
@@ -250,7 +274,8 @@ class HeadsTrainer(Trainer):
         return self.run_epochs()
 
 
-def run_training(cfg: HOITrainConfig, dist: DistInfo, resume: str | Path | None = None) -> dict[str, float]:
+def run_training(cfg: HOITrainConfig, dist: DistInfo,
+                 resume: str | Path | None = None) -> dict[str, float]:
     """Train the head of ``cfg.model`` per ``cfg``; checkpoint every epoch to ``output_dir``.
 
     Returns the metrics of the last epoch run (train/*, val/*).

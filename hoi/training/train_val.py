@@ -14,8 +14,8 @@ import numpy as np
 from hoi.config import ConfigError
 from hoi.data.annotations import size_known
 from hoi.engine.logging import LOGGER_NAME
-from hoi.inputs.dataset import HOIDataset, SplitFiles
 from hoi.hoi_config import HOITrainConfig
+from hoi.inputs.dataset import HOIDataset, SplitFiles
 
 VAL_SPLIT_NAME = "val_split.json"
 log = logging.getLogger(LOGGER_NAME)
@@ -30,7 +30,8 @@ def carve_validation(num_images: int, fraction: float, seed: int) -> tuple[np.nd
     return train, val
 
 
-def validation_split(cfg: HOITrainConfig, anno: Mapping[str, Any], output_dir: Path, write: bool) -> tuple[np.ndarray, np.ndarray]:
+def validation_split(cfg: HOITrainConfig, anno: Mapping[str, Any], output_dir: Path,
+                     write: bool) -> tuple[np.ndarray, np.ndarray]:
     """The run's (train, val) split; saved as ``val_split.json`` in the output folder, and
     checked against that file when it exists (a resumed run must hold out the same images)."""
     train, val = carve_validation(len(anno["filenames"]), cfg.data.val_fraction, cfg.data.val_seed)
@@ -41,19 +42,22 @@ def validation_split(cfg: HOITrainConfig, anno: Mapping[str, Any], output_dir: P
         saved = json.loads(path.read_text())
         if saved["val_filenames"] != record["val_filenames"]:
             raise ConfigError(f"{path}: holds another validation split than this config makes "
-                              f"(seed {saved['seed']}, fraction {saved['fraction']}); use another output_dir")
+                              f"(seed {saved['seed']}, fraction {saved['fraction']}); use another "
+                              "output_dir")
     elif write:
         path.write_text(json.dumps(record, indent=1))
     return train, val
 
 
-def build_train_val(cfg: HOITrainConfig, files: SplitFiles, output_dir: Path, write: bool) -> tuple[HOIDataset, HOIDataset | None, np.ndarray]:
+def build_train_val(cfg: HOITrainConfig, files: SplitFiles, output_dir: Path,
+                    write: bool) -> tuple[HOIDataset, HOIDataset | None, np.ndarray]:
     """The training dataset (images with at least one pair), the validation dataset (or None
     when val_fraction is 0) and the validation image indices."""
     train_idx, val_idx = validation_split(cfg, files.anno, output_dir, write)
     known = np.array([size_known(s) for s in files.anno["size"]], dtype=bool)
     if (~known).any():  # boxes cannot be normalised without the image size (hoi.data.hake)
-        log.info("%d images have no size in %s (no pair, no --images at convert); they are left out",
+        log.info("%d images have no size in %s (no pair, no --images at convert); "
+                 "they are left out",
                  int((~known).sum()), files.anno_path)
         train_idx, val_idx = train_idx[known[train_idx]], val_idx[known[val_idx]]
     full = HOIDataset(files.anno, files.detections, files.features, train_idx, cfg.pairs,
@@ -62,9 +66,11 @@ def build_train_val(cfg: HOITrainConfig, files: SplitFiles, output_dir: Path, wr
     if (~has_pairs).any():
         log.info("%d of %d training images have no human-object pair among their detections; they "
                  "give no training signal and are left out", int((~has_pairs).sum()), len(full))
-    train = HOIDataset(files.anno, files.detections, files.features, train_idx[has_pairs], cfg.pairs,
+    train = HOIDataset(files.anno, files.detections, files.features, train_idx[has_pairs],
+                       cfg.pairs,
                        with_labels=True, add_gt_boxes=cfg.pairs.add_gt_boxes)
     val = None
     if len(val_idx):
-        val = HOIDataset(files.anno, files.detections, files.features, val_idx, cfg.pairs, with_labels=False)
+        val = HOIDataset(files.anno, files.detections, files.features, val_idx, cfg.pairs,
+                         with_labels=False)
     return train, val, val_idx

@@ -11,9 +11,11 @@ from typing import Any
 
 _LAZY = {
     "SACMaps": "attention", "beta_similarities": "attention", "load_sac_backbone": "attention",
-    "sac_maps": "attention", "save_attention_maps": "attention", "save_beta_similarity": "attention",
+    "sac_maps": "attention", "save_attention_maps": "attention",
+    "save_beta_similarity": "attention",
     "save_pr_curves": "pr_plots", "save_diagnosis_figures": "diagnosis_plots",
-    "VisError": "hoi_drawing", "render_hoi_image": "hoi_drawing", "save_detection_images": "hoi_drawing",
+    "VisError": "hoi_drawing", "render_hoi_image": "hoi_drawing",
+    "save_detection_images": "hoi_drawing",
 }
 
 __all__ = sorted(_LAZY)

@@ -13,10 +13,10 @@ changes except, for Fig. 3, the ``softmax_beta`` switch, which is restored after
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -60,7 +60,8 @@ def sac_modules(model: torch.nn.Module) -> list[tuple[str, SpatiallyAwareContext
 def block_title(name: str) -> str:
     """'layer3.5.attn_after_conv2' -> 'stage 4, block 6 (layer3.5.attn_after_conv2)'."""
     parts = name.split(".")
-    if len(parts) >= 2 and parts[0].startswith("layer") and parts[0][5:].isdigit() and parts[1].isdigit():
+    if (len(parts) >= 2 and parts[0].startswith("layer") and parts[0][5:].isdigit()
+            and parts[1].isdigit()):
         return f"stage {int(parts[0][5:]) + 1}, block {int(parts[1]) + 1} ({name})"
     return name
 
@@ -96,10 +97,12 @@ def _record(model: torch.nn.Module) -> Iterator[dict[str, list]]:
     records: dict[str, list] = {}
     handles = []
     for name, module in sac_modules(model):
-        def hook(mod: SpatiallyAwareContext, inputs: tuple, output: torch.Tensor, name: str = name) -> None:
+        def hook(mod: SpatiallyAwareContext, inputs: tuple, output: torch.Tensor,
+                 name: str = name) -> None:
             x = inputs[0]
             records.setdefault(name, []).append((
-                mod.last_alpha, mod.last_beta, x.norm(dim=1), (output - x).norm(dim=1), output.norm(dim=1),
+                mod.last_alpha, mod.last_beta, x.norm(dim=1), (output - x).norm(dim=1),
+                output.norm(dim=1),
             ))
         handles.append(module.register_forward_hook(hook))
     try:
@@ -123,7 +126,8 @@ def sac_maps(model: AttentionResNet, images: Sequence[Image.Image] | torch.Tenso
     if isinstance(images, torch.Tensor):
         batch = images
     else:
-        batch = torch.stack([backbone_input(im, input_size, IMAGENET_MEAN, IMAGENET_STD) for im in images])
+        batch = torch.stack([backbone_input(im, input_size, IMAGENET_MEAN,
+                                            IMAGENET_STD) for im in images])
     was_training = model.training
     model.eval()
     try:
@@ -136,7 +140,8 @@ def sac_maps(model: AttentionResNet, images: Sequence[Image.Image] | torch.Tenso
         alpha, beta, xn, cn, zn = calls[-1]
         for b in range(len(batch)):
             out[b].append(SACMaps(name, alpha[b].float().numpy(), beta[b].float().numpy(),
-                                  xn[b].float().numpy(), cn[b].float().numpy(), zn[b].float().numpy()))
+                                  xn[b].float().numpy(), cn[b].float().numpy(),
+                                  zn[b].float().numpy()))
     return out
 
 
@@ -144,7 +149,8 @@ def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of (..., h, w) maps to ``size`` = (H, W)."""
     t = torch.as_tensor(np.asarray(maps, dtype=np.float32))
     lead = t.shape[:-2]
-    t = F.interpolate(t.reshape(1, -1, *t.shape[-2:]), size=size, mode="bilinear", align_corners=False)
+    t = F.interpolate(t.reshape(1, -1, *t.shape[-2:]), size=size, mode="bilinear",
+                      align_corners=False)
     return t.reshape(*lead, *size).numpy()
 
 
@@ -220,9 +226,12 @@ def save_attention_maps(model: AttentionResNet, images: Sequence[str | Path], ou
         arr = np.asarray(image)
         stem = safe_stem(Path(path).stem)
         for maps in sac_maps(model, [image], input_size)[0]:
-            block = safe_stem(maps.name.replace(".attn_after_conv2", "").replace(".attn_after_conv3", "_conv3"))
-            written.append(save_figure(plot_alpha(arr, maps), out_dir / f"{stem}_{block}_alpha.png"))
-            written.append(save_figure(plot_norms(arr, maps), out_dir / f"{stem}_{block}_norms.png"))
+            block = safe_stem(maps.name.replace(".attn_after_conv2",
+                                                "").replace(".attn_after_conv3", "_conv3"))
+            written.append(save_figure(plot_alpha(arr, maps),
+                                       out_dir / f"{stem}_{block}_alpha.png"))
+            written.append(save_figure(plot_norms(arr, maps),
+                                       out_dir / f"{stem}_{block}_norms.png"))
     return written
 
 
@@ -258,7 +267,8 @@ def pairwise_cosine(vectors: np.ndarray, max_positions: int = MAX_POSITIONS,
 
 def beta_similarities(model: AttentionResNet, images: Sequence[Image.Image],
                       input_size: Sequence[int] = DEFAULT_INPUT_SIZE,
-                      max_positions: int = MAX_POSITIONS, seed: int = 0) -> dict[str, dict[bool, np.ndarray]]:
+                      max_positions: int = MAX_POSITIONS,
+                      seed: int = 0) -> dict[str, dict[bool, np.ndarray]]:
     """Pairwise cosine similarities of beta between positions, per SAC block, without
     (``False``) and with (``True``) a softmax over the K contexts.
 
@@ -276,7 +286,8 @@ def beta_similarities(model: AttentionResNet, images: Sequence[Image.Image],
                 vectors = maps.beta.reshape(maps.beta.shape[0], -1).T  # N, K
                 sims = pairwise_cosine(vectors, max_positions, rng)
                 entry = out.setdefault(maps.name, {})
-                entry[enabled] = np.concatenate([entry[enabled], sims]) if enabled in entry else sims
+                entry[enabled] = np.concatenate([entry[enabled],
+                                                 sims]) if enabled in entry else sims
     return out
 
 

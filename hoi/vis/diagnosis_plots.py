@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -40,18 +41,21 @@ def plot_breakdown(diag: Mapping[str, Any], title: str = "") -> Figure:
     ax.set_yticks(y, ERROR_TYPES, fontsize=8)
     ax.set_xlabel("false positives")
     ax.set_xlim(0, max(max(counts), 1) * 1.2)
-    ax.set_title(f"false positives by type (TP {diag['true_positives']}, missed GT {diag['missed']})", fontsize=9)
+    ax.set_title(f"false positives by type (TP {diag['true_positives']}, missed GT "
+                 f"{diag['missed']})", fontsize=9)
     ax = fig.add_subplot(1, 2, 2)
     height = 0.27
     for k, split in enumerate(("full", "rare", "non_rare")):
         gains = [_points(diag["map_gain_if_removed"][t][split]) for t in ERROR_TYPES]
-        ax.barh(y + (1 - k) * height, gains, height, color=SPLIT_COLORS[split], label=SPLIT_TITLES[split])
+        ax.barh(y + (1 - k) * height, gains, height, color=SPLIT_COLORS[split],
+                label=SPLIT_TITLES[split])
     ax.set_yticks(y, ERROR_TYPES, fontsize=8)
     ax.set_xlabel("mAP gain if removed (points)")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     m = diag["map"]
-    ax.set_title(f"mAP {_points(m['full']):.2f} / {_points(m['rare']):.2f} / {_points(m['non_rare']):.2f} "
+    ax.set_title(f"mAP {_points(m['full']):.2f} / {_points(m['rare']):.2f} / "
+                 f"{_points(m['non_rare']):.2f} "
                  "(Full / Rare / Non-Rare)", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
@@ -85,7 +89,8 @@ def plot_score_ranking(diag: Mapping[str, Any], title: str = "") -> Figure:
     return fig
 
 
-def plot_comparison(main: Mapping[str, Any], other: Mapping[str, Any], changes: Sequence[Mapping[str, Any]],
+def plot_comparison(main: Mapping[str, Any], other: Mapping[str, Any],
+                    changes: Sequence[Mapping[str, Any]],
                     labels: Sequence[str] = ("results", "compare")) -> Figure:
     """Two result files side by side: the Full mAP gain of removing each error type, and the
     classes whose AP changed most (``changes`` from :func:`hoi.evaluation.diagnose.ap_changes`)."""
@@ -115,16 +120,20 @@ def plot_comparison(main: Mapping[str, Any], other: Mapping[str, Any], changes: 
     return fig
 
 
-def save_diagnosis_figures(main: Mapping[str, Any], out_dir: str | Path, other: Mapping[str, Any] | None = None,
+def save_diagnosis_figures(main: Mapping[str, Any], out_dir: str | Path,
+                           other: Mapping[str, Any] | None = None,
                            changes: Sequence[Mapping[str, Any]] = (),
                            labels: Sequence[str] = ("results", "compare")) -> list[Path]:
     """Write ``breakdown.png`` and ``score_ranking.png`` (and ``compare.png`` with ``other``,
     plus the breakdown of the other file, ``breakdown_compare.png``) into ``out_dir``."""
     out_dir = Path(out_dir)
     written = [save_figure(plot_breakdown(main, labels[0]), out_dir / "breakdown.png"),
-               save_figure(plot_score_ranking(main, f"{labels[0]}: outcome of the detections along the score "
+               save_figure(plot_score_ranking(main, f"{labels[0]}: outcome of the detections along "
+                                                    "the score "
                                               "ranking"), out_dir / "score_ranking.png")]
     if other is not None:
-        written.append(save_figure(plot_breakdown(other, labels[1]), out_dir / "breakdown_compare.png"))
-        written.append(save_figure(plot_comparison(main, other, changes, labels), out_dir / "compare.png"))
+        written.append(save_figure(plot_breakdown(other, labels[1]),
+                                   out_dir / "breakdown_compare.png"))
+        written.append(save_figure(plot_comparison(main, other, changes, labels),
+                                   out_dir / "compare.png"))
     return written

@@ -6,9 +6,10 @@ drawn once with one label line per class.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -24,7 +25,8 @@ from hoi.evaluation.hoi_results import HOIResults
 from hoi.vis.common import new_figure, safe_stem, save_figure
 
 # tab10 without its green, which is the ground truth's colour
-PAIR_COLORS = ("#1f77b4", "#ff7f0e", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+PAIR_COLORS = ("#1f77b4", "#ff7f0e", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+               "#bcbd22")
 GT_COLOR = "#2ca02c"
 AUTO_LONG_SIDE = 640  # images are enlarged to this long side so that labels stay readable
 
@@ -48,7 +50,8 @@ def hoi_label(hoi: int, meta: HicoMetadata, score: float | None = None) -> str:
     return text if score is None else f"{text} {score:.2f}"
 
 
-def group_pairs(boxes_h: np.ndarray, boxes_o: np.ndarray, labels: Sequence[str]) -> list[PairDrawing]:
+def group_pairs(boxes_h: np.ndarray, boxes_o: np.ndarray,
+                labels: Sequence[str]) -> list[PairDrawing]:
     """Merge rows with identical (human box, object box) into one :class:`PairDrawing`, in
     order of first appearance. ``boxes_h``, ``boxes_o``: (M, 4); ``labels``: (M,)."""
     pairs: dict[tuple[float, ...], PairDrawing] = {}
@@ -112,7 +115,8 @@ def render_hoi_image(image: Image.Image | np.ndarray, detections: Sequence[PairD
     return fig
 
 
-def top_detections(detections: HOIResults, image_index: int, top: int, min_score: float) -> np.ndarray:
+def top_detections(detections: HOIResults, image_index: int, top: int,
+                   min_score: float) -> np.ndarray:
     """Rows of image ``image_index`` with score >= ``min_score``, the ``top`` best first."""
     rows = np.flatnonzero((detections.image_index == image_index) & (detections.score >= min_score))
     rows = rows[np.argsort(-detections.score[rows], kind="stable")]
@@ -133,7 +137,8 @@ def save_detection_images(
     """Draw the ``top`` best HOI detections of up to ``max_images`` images; one PNG per image.
 
     Args:
-        detections: results (docs/architecture.md#results-files) or the path of a results file. Its ``filenames``
+        detections: results (docs/architecture.md#results-files) or the path of a results file. Its
+        ``filenames``
             name the images; without them the annotation file's order is used.
         image_dir: folder holding the images.
         out_dir: where ``<image stem>_hoi.png`` files are written.
@@ -170,7 +175,8 @@ def save_detection_images(
         position = {name: i for i, name in enumerate(filenames)}
         unknown = [n for n in images if n not in position]
         if unknown:
-            raise VisError(f"{source}: images {unknown[:5]} are not among its {len(filenames)} file names")
+            raise VisError(f"{source}: images {unknown[:5]} are not among its {len(filenames)} "
+                           "file names")
         chosen = [position[n] for n in images]
     else:
         with_rows = np.unique(det.image_index[det.score >= min_score])
@@ -189,7 +195,8 @@ def save_detection_images(
     for i in chosen:
         name = filenames[i]
         gt = data["annotation"][i] if data is not None else None
-        written.append(save_detection_image(image_dir / name, det, top_detections(det, i, top, min_score),
+        written.append(save_detection_image(image_dir / name, det,
+                                            top_detections(det, i, top, min_score),
                                             Path(out_dir), gt, scale, meta))
     return written
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -42,14 +43,16 @@ def plot_pr_curves(curves: Sequence[PRCurve], names: Sequence[str], title: str =
             ax.plot(curve.recall, curve.precision, color=color, linewidth=1.5, label=label)
         else:
             ax.plot([], [], color=color, label=label + ", no detection")
-        ax.plot(thresholds, curve.interpolated, linestyle="none", marker="o", markersize=3, color=color)
+        ax.plot(thresholds, curve.interpolated, linestyle="none", marker="o", markersize=3,
+                color=color)
     ax.set_xlim(0, 1.02)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper right")
-    ax.set_title(title or "precision-recall per HOI class (dots: 11-point interpolation)", fontsize=9)
+    ax.set_title(title or "precision-recall per HOI class (dots: 11-point interpolation)",
+                 fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -73,7 +76,8 @@ def save_pr_curves(
     if classes is None:
         classes = most_annotated_classes(data, top)
         if not classes:
-            raise VisError(f"{anno if isinstance(anno, (str, Path)) else 'annotations'}: no GT pair; "
+            raise VisError(f"{anno if isinstance(anno, (str, Path)) else 'annotations'}: no GT "
+                           "pair; "
                            "no class to draw")
     curves = precision_recall_curves(data, det, list(classes), setting, iou_threshold)
     meta = hico_metadata()
@@ -82,6 +86,7 @@ def save_pr_curves(
     for k, chunk in enumerate(chunks):
         names = [f"{c.hoi_class}: {meta.hoi_names[c.hoi_class]}" for c in chunk]
         suffix = f"_{k + 1}" if len(chunks) > 1 else ""
-        fig = plot_pr_curves(chunk, names, f"precision-recall, {setting} setting (dots: 11-point interpolation)")
+        fig = plot_pr_curves(chunk, names, f"precision-recall, {setting} setting (dots: 11-point "
+                                           "interpolation)")
         written.append(save_figure(fig, Path(out_dir) / f"pr_{setting}{suffix}.png"))
     return written

@@ -54,7 +54,8 @@ class InteractionHead(nn.Module):
         """(log p (P, V) float32, all < 0; valid (P, V) bool) of the P pairs of ``batch``."""
         raise NotImplementedError
 
-    def loss(self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def loss(self, outputs: Mapping[str, torch.Tensor],
+             batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The summed loss of the batch's pairs against ``batch["labels"]`` (P, V)."""
         raise NotImplementedError
 

@@ -40,7 +40,8 @@ def pair_geometry(boxes_h: torch.Tensor, boxes_o: torch.Tensor) -> torch.Tensor:
 
 def _cell_mask(lo: torch.Tensor, hi: torch.Tensor, extent: torch.Tensor, size: int) -> torch.Tensor:
     """(N, size) bool: the cells of a ``size``-cell grid over [1, extent] pixels that the
-    inclusive pixel range [lo, hi] touches (pixel c falls in cell floor((c - 1) * size / extent))."""
+    inclusive pixel range [lo, hi] touches (pixel c falls in cell floor((c - 1) * size /
+    extent))."""
     first = torch.floor((lo - PIXEL_OFFSET) * size / extent).clamp(0, size - 1)
     last = torch.floor((hi - PIXEL_OFFSET) * size / extent).clamp(0, size - 1)
     cells = torch.arange(size, device=lo.device, dtype=lo.dtype)
@@ -71,5 +72,6 @@ def interaction_maps(
         boxes_h, boxes_o: (P, 4) pair boxes; image_sizes: (P, 2) their image's [w, h].
         value: the fill value (the official VSGNet code uses 100).
     """
-    maps = torch.stack([box_masks(boxes_h, image_sizes, size), box_masks(boxes_o, image_sizes, size)], dim=1)
+    maps = torch.stack([box_masks(boxes_h, image_sizes, size), box_masks(boxes_o, image_sizes,
+                                                                         size)], dim=1)
     return maps.to(dtype) * value

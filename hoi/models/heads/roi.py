@@ -23,8 +23,10 @@ from hoi.data.boxes import PIXEL_OFFSET
 from hoi.registry import Table
 
 
-def official_cells(boxes: torch.Tensor, image_size: torch.Tensor, map_hw: tuple[int, int]) -> torch.Tensor:
-    """The official integer crop of each box: (K, 4) int64 ``[x1, y1, x2, y2]`` map cells, inclusive.
+def official_cells(boxes: torch.Tensor, image_size: torch.Tensor,
+                   map_hw: tuple[int, int]) -> torch.Tensor:
+    """The official integer crop of each box: (K, 4) int64 ``[x1, y1, x2, y2]`` map cells,
+    inclusive.
 
     Args:
         boxes: (K, 4) boxes in original pixels, annotation convention.
@@ -45,7 +47,8 @@ def official_cells(boxes: torch.Tensor, image_size: torch.Tensor, map_hw: tuple[
     return cells
 
 
-def official_roi_pool(fmap: torch.Tensor, boxes: torch.Tensor, image: torch.Tensor, image_size: torch.Tensor,
+def official_roi_pool(fmap: torch.Tensor, boxes: torch.Tensor, image: torch.Tensor,
+                      image_size: torch.Tensor,
                       output_size: int, sampling_ratio: int = 0) -> torch.Tensor:
     """The official crop + adaptive max pool of each box -> (K, C, output_size, output_size).
 
@@ -75,7 +78,8 @@ def official_roi_pool(fmap: torch.Tensor, boxes: torch.Tensor, image: torch.Tens
     return out
 
 
-def align_roi_pool(fmap: torch.Tensor, boxes: torch.Tensor, image: torch.Tensor, image_size: torch.Tensor,
+def align_roi_pool(fmap: torch.Tensor, boxes: torch.Tensor, image: torch.Tensor,
+                   image_size: torch.Tensor,
                    output_size: int, sampling_ratio: int) -> torch.Tensor:
     """RoIAlign of each box's continuous span on the map -> (K, C, output_size, output_size).
 

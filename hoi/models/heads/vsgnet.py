@@ -2,7 +2,8 @@
 Detecting Human Object Interactions Using Graph Convolutions", CVPR 2020), as the official
 code builds them (ASMIftekhar/VSGNet, scripts_hico/model.py), on a cached backbone feature map.
 
-Per box, the official crop + max pool (or RoIAlign, ``roi_pool``) on the map and a residual block of 1x1 convolutions give f_h / f_o; the
+Per box, the official crop + max pool (or RoIAlign, ``roi_pool``) on the map and a residual block
+of 1x1 convolutions give f_h / f_o; the
 same block over the whole map gives the context f_C. A pair is [f_h, f_o, s_ho, f_C]. Three
 heads score it: the visual branch and the interaction proposal (both gated by the spatial
 attention a_ho of the pair's two-box map), and the graph branch on features refined over the
@@ -32,7 +33,7 @@ GEOMETRY_DIM = 4
 
 @dataclass
 class VSGNetConfig(HeadConfig):
-    spatial_lr: float = 0.001  # the spatial-attention branch's rate, never multiplied by the schedule
+    spatial_lr: float = 0.001  # the spatial-attention branch's rate, outside the lr schedule
     block_channels: int = 512  # inner width of the residual 1x1 blocks
     roi_pool: str = "official"  # hoi.models.heads.roi.ROI_POOLS: official (crop + max pool) | align
     roi_size: int = 10  # pooled box features are roi_size x roi_size
@@ -86,7 +87,8 @@ class GroupBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         import torch.distributed as dist
 
-        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        if not (self.training and dist.is_available() and dist.is_initialized()
+                and dist.get_world_size() > 1):
             return super().forward(x)
         xf = x.float()
         n = torch.tensor([xf.numel() / xf.shape[1]], device=x.device, dtype=torch.float32)
@@ -109,7 +111,8 @@ class GroupBatchNorm2d(nn.BatchNorm2d):
 
 
 class ResidualBlock(nn.Module):
-    """x + ReLU(BN(conv1x1(BN(conv1x1(BN(conv1x1(x))))))): channels -> width -> width -> channels."""
+    """x + ReLU(BN(conv1x1(BN(conv1x1(BN(conv1x1(x))))))): channels -> width -> width ->
+    channels."""
 
     def __init__(self, channels: int, width: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
         super().__init__()
@@ -211,7 +214,8 @@ class VSGNet(InteractionHead):
         ids = {id(p) for p in spatial}
         main = [p for p in self.parameters() if id(p) not in ids]
         return [{"name": "main", "params": main, "lr": lr, "scheduled": True},
-                {"name": "spatial", "params": spatial, "lr": self.cfg.spatial_lr, "scheduled": False}]
+                {"name": "spatial", "params": spatial, "lr": self.cfg.spatial_lr,
+                 "scheduled": False}]
 
     def _roi_features(self, fmap: torch.Tensor, boxes: torch.Tensor, image: torch.Tensor,
                       image_size: torch.Tensor, block: ResidualBlock) -> torch.Tensor:
@@ -219,7 +223,8 @@ class VSGNet(InteractionHead):
         if boxes.shape[0] == 0:
             return fmap.new_zeros((0, fmap.shape[1]))
         pool = ROI_POOLS[self.cfg.roi_pool]
-        pooled = pool(fmap, boxes, image, image_size, self.cfg.roi_size, self.cfg.roi_sampling_ratio)
+        pooled = pool(fmap, boxes, image, image_size, self.cfg.roi_size,
+                      self.cfg.roi_sampling_ratio)
         return block(pooled.to(fmap.dtype)).mean(dim=(2, 3))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> VSGNetOutput:
@@ -232,7 +237,8 @@ class VSGNet(InteractionHead):
         ph, po, pi = batch["pair_h"], batch["pair_o"], batch["pair_image"]
         box_h, box_o = batch["boxes_h"][ph], batch["boxes_o"][po]
         geometry = pair_geometry(box_h.float(), box_o.float()).to(f_h.dtype)
-        maps = interaction_maps(box_h, box_o, size[pi], self.cfg.spatial_size, self.cfg.spatial_value, fmap.dtype)
+        maps = interaction_maps(box_h, box_o, size[pi], self.cfg.spatial_size,
+                                self.cfg.spatial_value, fmap.dtype)
         a_ho = self.spatial(maps)
         pair = torch.cat([f_h[ph], f_o[po], geometry, f_c[pi]], dim=1)
 
@@ -262,11 +268,13 @@ class VSGNet(InteractionHead):
                  + F.logsigmoid(out["attention"].float())
                  + F.logsigmoid(out["interaction"].float())[:, None])
         if self.cfg.lis:
-            log_p = log_p + (self.log_lis(batch["scores_h"][ph].float()) + self.log_lis(batch["scores_o"][po].float()))[:, None]
+            log_p = log_p + (self.log_lis(batch["scores_h"][ph].float())
+                             + self.log_lis(batch["scores_o"][po].float()))[:, None]
         valid = self.object_verb_mask[batch["labels_o"][po]]
         return log_p.clamp(max=self.cfg.max_log_score), valid
 
-    def loss(self, out: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def loss(self, out: Mapping[str, torch.Tensor],
+             batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Summed binary cross-entropy of the final verb scores over the allowed verbs."""
         log_p, valid = self.log_scores(out, batch)
         return bce_log_space(log_p, batch["labels"].float(), valid)
