@@ -57,8 +57,7 @@ def _check_anno_mat(anno_mat: Path, splits: dict) -> None:
             k = next((i for i, (a, b) in enumerate(zip(names, got)) if a != b),
                      min(len(names), len(got)))
             raise AnnotationError(f"{anno_mat}: {var} ({len(names)} names) differs from "
-                                  f"bbox_{split} "
-                                  f"({len(got)} records) at record {k + 1}")
+                                  f"bbox_{split} ({len(got)} records) at record {k + 1}")
 
 
 def convert_anno_bbox(mat_path: str | Path, out_dir: str | Path,

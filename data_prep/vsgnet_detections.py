@@ -92,8 +92,7 @@ def read_vsgnet_file(path: Path, size: Sequence[int],
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
         raise DetectorError(f"{path}: detection {k}: box_coords {coords[k].tolist()} is not [top, "
-                            "left, bottom, right] "
-                          "with top <= bottom, left <= right")
+                            "left, bottom, right] with top <= bottom, left <= right")
     boxes = continuous_to_inclusive(np.stack([left, top, right, bottom], axis=1), w, h)
     return ImageProposals(boxes, scores, labels)
 

@@ -94,8 +94,7 @@ def annotation_mismatch(artifact: str | Path, prov: Mapping[str, Any], anno_path
     fp = recorded_annotation(prov)
     if fp is None:
         return (f"{artifact}: records no annotation fingerprint, so it cannot be checked against "
-                f"{anno_path} "
-                f"(expected a file written by this project's data_prep stages)")
+                f"{anno_path} (expected a file written by this project's data_prep stages)")
     if fp["sha256"] == anno_fp["sha256"]:
         return None
     same_images = fp.get("images_sha256") == anno_fp.get("images_sha256")

@@ -44,8 +44,7 @@ def main() -> None:
             reopened = time.perf_counter() - start
             st = os.stat(path)
             print(f"| {n} | {'x'.join(map(str, args.shape))} float16 | {made:.3f} | {reopened:.3f} "
-                  "| "
-                  f"{human_bytes(st.st_size)} | {human_bytes(st.st_blocks * 512)} |")
+                  f"| {human_bytes(st.st_size)} | {human_bytes(st.st_blocks * 512)} |")
             path.unlink()
     finally:
         shutil.rmtree(root)

@@ -72,8 +72,7 @@ def main() -> int:
     names = hico_metadata().hoi_names
     print(f"annotations: {args.anno} ({len(anno['filenames'])} images)")
     print(f"detections: {len(det):,} ({args.base.name} replicated, jitter {JITTER_PX} px), 1 "
-          "thread, "
-          f"{args.runs} runs")
+          f"thread, {args.runs} runs")
 
     rows = []
     for label, fn in (("hoi eval, Default", lambda: evaluate(anno, det, "default")),

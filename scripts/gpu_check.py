@@ -246,8 +246,7 @@ def check_fp16(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
     name = "fp16" if dtype == torch.float16 else "bf16 (CPU autocast)"
     return ("pass" if cos >= need else "fail"), f"cosine {cos:.5f}, max rel err {rel:.1e}", (
         f"{name} vs fp32 maps, random SAC-ResNet-50 (pass: cosine >= {need}); fp32 stored as "
-        "float16: "
-        f"max rel err {rel_store:.1e}")
+        f"float16: max rel err {rel_store:.1e}")
 
 
 def _image_folder(root: Path, n: int, size: int) -> Path:
@@ -307,8 +306,7 @@ def check_pretrain_resume(device, sizes: Sizes, out: Path) -> tuple[str, str, st
                               resumed["optimizer"]["state"][p]["momentum_buffer"])]
     amp = "AMP" if device.type == "cuda" else "fp32 (AMP is GPU-only)"
     detail = (f"SAC-ResNet-50, {c}x{c} crops, {sizes.pre_epochs} epochs, {amp}; killed with epoch "
-              f"{at_kill} saved (0-based), "
-              f"resumed; uninterrupted run {t_full:.1f} s")
+              f"{at_kill} saved (0-based), resumed; uninterrupted run {t_full:.1f} s")
     if at_kill is None or at_kill >= sizes.pre_epochs - 1:
         return "fail", "the kill did not land mid-run", detail
     if diff or mom:

@@ -35,8 +35,7 @@ def render(summary: dict) -> str:
              f"Wall time of the run that made this table: **{summary['wall_min']:.1f} min**. Its "
              "table (mAP %, "
              f"synthetic test set, averaged over the {counts.get('full', '?')} HOI classes "
-             "present, "
-             f"{counts.get('rare', '?')} of them rare; {source}):",
+             f"present, {counts.get('rare', '?')} of them rare; {source}):",
              "",
              "| model | Full | Rare | Non-Rare |",
              "|---|---:|---:|---:|"]

@@ -580,8 +580,7 @@ def costs_markdown(rows: list[dict], meta: dict, split_stats: dict, bench: dict)
         pps = r.get("pairs_per_s", r.get("loader_pairs_per_s"))
         ips = r.get("images_per_s", r.get("loader_images_per_s"))
         lines.append(f"| {r['stage']} | {_fmt(r['wall_s'])} | {_fmt(r['peak_rss_mb'])} | "
-                     f"{_fmt(r['disk_mb'])} | "
-                     f"{_fmt(r.get('disk_mb_at_1024ch', r['disk_mb']))} | "
+                     f"{_fmt(r['disk_mb'])} | {_fmt(r.get('disk_mb_at_1024ch', r['disk_mb']))} | "
                      f"{_fmt(r.get('images'))} | {_fmt(ips)} | {_fmt(pairs)} | {_fmt(pps)} |")
     tr, te = split_stats["train2015"], split_stats["test2015"]
     m_c, m_r = bench[f"model_{c}ch"], bench[f"model_{real}ch"]
@@ -592,8 +591,7 @@ def costs_markdown(rows: list[dict], meta: dict, split_stats: dict, bench: dict)
                   "for detect/test "
               f"({tr['candidate_pairs'] / max(tr['images'], 1):.1f} per training image, "
               f"{te['candidate_pairs'] / max(te['images'], 1):.1f} per test image); the training "
-              "loader's "
-              f"and the model's rates for bench_rates.", "",
+              f"loader's and the model's rates for bench_rates.", "",
               "## Loader beside model (one core each, batch 16)", "",
               "| | images/s | pairs/s |", "|---|---:|---:|",
               f"| loader ({bench['loader_workers']} worker(s)), {c} channels | "
@@ -666,8 +664,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.stage is None:
             if not (Path(args.shared) / "hicodet" / "hico-det-instance-level.tar.gz").is_file():
                 raise FileNotFoundError(f"{args.shared}/hicodet/hico-det-instance-level.tar.gz not "
-                                        "found "
-                                        f"(--shared or HOI_SHARED)")
+                                        f"found (--shared or HOI_SHARED)")
             rehearse(args)
         else:
             {"detect": stage_detect, "features": stage_features,

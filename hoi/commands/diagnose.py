@@ -37,8 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="classes shown in the comparison picture (largest AP change)")
     parser.add_argument("--allow-mismatch", action="store_true",
                         help="diagnose results whose recorded annotation fingerprint differs from "
-                             "--anno anyway "
-                             "(the mismatch is recorded in diagnosis.json)")
+                             "--anno anyway (the mismatch is recorded in diagnosis.json)")
 
 
 def _diagnose(data: dict, path: str, args: argparse.Namespace, class_names) -> dict:

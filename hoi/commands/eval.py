@@ -39,8 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "boxes)")
     parser.add_argument("--allow-mismatch", action="store_true",
                         help="score results whose recorded annotation fingerprint differs from "
-                             "--anno anyway "
-                             "(the mismatch is recorded in --json)")
+                             "--anno anyway (the mismatch is recorded in --json)")
     parser.add_argument("--matlab-layout", choices=LAYOUTS, default="per_object",
                         help="layout of --export-matlab: 80 detections_XX.mat files or one "
                              "detections.mat")
@@ -75,8 +74,7 @@ def run(args: argparse.Namespace) -> int:
     for w in caught:
         print(f"warning: {w.message}")
     print(f"{args.detections}: {len(detections)} detections, {result.info['num_gt_pairs']} GT "
-          "pairs, "
-          f"{num_images} images; mAP in percent")
+          f"pairs, {num_images} images; mAP in percent")
     print(result.table())
     if args.json is not None:
         result.info.update({"anno": str(args.anno), "detections": str(args.detections),

@@ -35,8 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                                             "cap (default 1333)")
     parser.add_argument("--backbone-weights", default=None, metavar="FILE",
                         help="the backbone file, where the one recorded by the run is not at its "
-                             "recorded path "
-                             "(checked by its sha256)")
+                             "recorded path (checked by its sha256)")
     parser.add_argument("--batch-size", type=int, default=4, help="images per batch")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",

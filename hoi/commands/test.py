@@ -27,8 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="auto, cuda or cpu (default: the run's)")
     parser.add_argument("--allow-mismatch", action="store_true",
                         help="use caches whose provenance does not match the annotation or the "
-                             "checkpoint's "
-                             "training features anyway (recorded in the results file)")
+                             "checkpoint's training features anyway (recorded in the results file)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="config overrides, e.g. data.root=/data/hico test.min_score=0.01")
 

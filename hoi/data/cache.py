@@ -182,8 +182,7 @@ class ProposalFile:
         if len(self.offsets) != len(self.filenames) + 1 or self.offsets[-1] != len(self.boxes):
             raise CacheError(
                 f"{self.path}: offsets ({len(self.offsets)} entries, last {self.offsets[-1]}) do "
-                "not "
-                f"fit {len(self.filenames)} images and {len(self.boxes)} boxes"
+                f"not fit {len(self.filenames)} images and {len(self.boxes)} boxes"
             )
         self.index = {name: i for i, name in enumerate(self.filenames)}
 
@@ -413,8 +412,7 @@ class FeatureFile:
         if require_complete and not self.done.all():
             raise CacheError(
                 f"{self.path}: {int((~self.done).sum())} of {len(self.done)} images have no "
-                "features "
-                f"yet (an interrupted extraction): rerun the extract stage to finish it"
+                f"features yet (an interrupted extraction): rerun the extract stage to finish it"
             )
         self.index = {name: i for i, name in enumerate(self.filenames)}
         self._file: h5py.File | None = None

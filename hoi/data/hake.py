@@ -81,8 +81,7 @@ def _image_record(source: str, name: str,
             sizes.add((int(label["width"]), int(label["height"])))
         except (KeyError, TypeError, ValueError) as err:
             raise AnnotationError(f"{where}: expected hoi_id, human_bbox, object_bbox, width, "
-                                  "height "
-                                  f"({type(err).__name__}: {err})") from err
+                                  f"height ({type(err).__name__}: {err})") from err
         if not 0 <= hoi < NUM_HOIS:
             raise AnnotationError(f"{where}: hoi_id {hoi + 1} out of range 1..{NUM_HOIS}")
         if len(box_h) != 4 or len(box_o) != 4:

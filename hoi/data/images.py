@@ -73,8 +73,7 @@ def check_image_dir(root: str | Path, filenames: Sequence[str], source: str) -> 
     if missing:
         raise ImageError(
             f"{root}: {len(missing)} of the {len(filenames)} images listed in {source} are "
-            "missing, "
-            f"e.g. {missing[:3]}"
+            f"missing, e.g. {missing[:3]}"
         )
     return root
 
@@ -89,8 +88,7 @@ def check_image_size(image: Image.Image, path: str | Path, expected: Sequence[in
         return
     if image.size != (w, h):
         raise ImageError(f"{path}: decoded size {image.size[0]}x{image.size[1]} (w x h), but "
-                         f"{source} gives "
-                         f"{w}x{h} (expected the original HICO-DET image)")
+                         f"{source} gives {w}x{h} (expected the original HICO-DET image)")
 
 
 class ImageListDataset(Dataset):

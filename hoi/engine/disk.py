@@ -63,8 +63,7 @@ def disk_full_as_error(path: str | Path, what: str) -> Iterator[None]:
         if not is_disk_full(err):
             raise
         raise DiskFullError(f"{path}: the disk filled up while {what}; free some space and rerun "
-                            "the same "
-                            f"command: finished work is kept and the run resumes") from err
+                            f"the same command: finished work is kept and the run resumes") from err
 
 
 def remove_stale(paths: Iterable[Path], log=None) -> list[Path]:

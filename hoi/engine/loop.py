@@ -149,8 +149,7 @@ class Trainer:
         log.info("output folder: %s", self.output_dir.resolve())
         if resume is None and self.checkpoint_path.exists():
             raise CheckpointError(f"{self.checkpoint_path} exists: pass --resume to continue that "
-                                  "run, "
-                                  f"or choose another output_dir")
+                                  f"run, or choose another output_dir")
         seed_everything(self.cfg.seed, dist.rank)
 
     def save_config(self) -> None:

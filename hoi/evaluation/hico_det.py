@@ -242,8 +242,7 @@ def evaluate(
         raise ValueError(f"classes must be 'all' or 'annotated', got {classes!r}")
     if (npos == 0).any() and classes == "all":
         warnings.warn(f"{int((npos == 0).sum())} HOI classes have no GT pair in the annotation "
-                      "file; "
-                      "their AP and recall are 0 (as in the official code)", stacklevel=2)
+                      "file; their AP and recall are 0 (as in the official code)", stacklevel=2)
 
     match = match_detections(gt, det, iou_threshold)
     hoi_sorted = det.hoi[match.order]

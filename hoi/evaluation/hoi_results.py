@@ -120,8 +120,7 @@ class HOIResults:
         bad = ~np.isfinite(self.score)
         if bad.any():
             raise ResultsError(f"{source}: {_rows(bad)}: score "
-                               f"{self.score[bad][:MAX_LISTED_ROWS]}; "
-                                 "expected finite numbers")
+                               f"{self.score[bad][:MAX_LISTED_ROWS]}; expected finite numbers")
         for name in ("boxes_h", "boxes_o"):
             bad = ~well_ordered(getattr(self, name))
             if bad.any():
@@ -142,8 +141,7 @@ class HOIResults:
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise ResultsError(f"{source}: {_rows(bad)}: object {self.object[i]} does not match "
-                               "HOI "
-                                 f"{self.hoi[i]}, whose object is {hoi_object[self.hoi[i]]}")
+                               f"HOI {self.hoi[i]}, whose object is {hoi_object[self.hoi[i]]}")
 
     def count_outside(self, sizes: Sequence[Sequence[int]]) -> int:
         """Rows whose human or object box reaches past its image (``sizes`` [w, h] per image of
@@ -168,8 +166,7 @@ class HOIResults:
         missing = [n for n in self.filenames if n not in position]
         if missing:
             raise ResultsError(f"{source}: {len(missing)} file names are not in the annotation "
-                               "file, "
-                                 f"e.g. {missing[:MAX_LISTED_ROWS]}")
+                               f"file, e.g. {missing[:MAX_LISTED_ROWS]}")
         bad = (self.image_index < 0) | (self.image_index >= len(self.filenames))
         if bad.any():
             raise ResultsError(f"{source}: {_rows(bad)}: image_index "

@@ -34,6 +34,5 @@ def results_for_annotation(detections: HOIResults, path: str | Path, anno_path: 
     outside = ordered.count_outside(data["size"])
     if outside:
         print(f"warning: {path}: {outside} of {len(detections)} detections have a box reaching "
-              "past its image "
-              f"(scored as they are, as the official code does)")
+              f"past its image (scored as they are, as the official code does)")
     return ordered, accepted

@@ -83,8 +83,7 @@ def given_proposals(path: str | Path,
     missing = [n for n in names if n not in dets.index]
     if missing:
         raise UserError(f"{path}: no detections for {len(missing)} of the {len(names)} images, "
-                        "e.g. "
-                        f"{missing[:3]} (expected a detections file listing these file names)")
+                        f"e.g. {missing[:3]} (expected a detections file listing these file names)")
     return [dets.by_name(n) for n in names], {"source": "given", "file": str(path),
                                               "from": dets.provenance}
 

@@ -41,8 +41,7 @@ def check_inputs(
         if missing:
             raise CacheError(
                 f"{source} does not belong to {anno_source}: {len(missing)} of its {len(names)} "
-                "images "
-                f"are missing from it, e.g. {missing[:3]}"
+                f"images are missing from it, e.g. {missing[:3]}"
             )
     for i, name in zip(indices, names):
         got = [int(v) for v in features.image_sizes[features.index[name]]]
@@ -52,8 +51,7 @@ def check_inputs(
                              f"{anno_source}")
     if features.shape[0] != channels:
         raise CacheError(f"{features.path}: feature maps have {features.shape[0]} channels, the "
-                         "model expects "
-                         f"{channels} (model.in_channels)")
+                         f"model expects {channels} (model.in_channels)")
     if backbone is not None:
         found = features.provenance.get("backbone")
         if found is None:

@@ -26,8 +26,7 @@ def export_backbone(checkpoint: str | Path, out: str | Path) -> tuple[Path, str]
     if missing:
         raise CheckpointError(
             f"{checkpoint}: not a training checkpoint of `hoi pretrain` (missing {missing}; "
-            "expected "
-            f"'arch' (the backbone config) and 'model' (its weights))"
+            f"expected 'arch' (the backbone config) and 'model' (its weights))"
         )
     config = build_config(BackboneConfig, base=upgrade_backbone_record(ckpt["arch"]))
     state = {k.removeprefix("module."): v for k, v in ckpt["model"].items()}

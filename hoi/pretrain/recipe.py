@@ -72,10 +72,8 @@ def recipe_from_checkpoint(ckpt: Mapping[str, Any]) -> dict[str, Any]:
     summary = (f"hoi pretrain from {init}: {epochs} of {optim.get('epochs')} epochs, batch "
                f"{optim.get('batch_size')}, "
                f"lr {optim.get('lr')} x{gamma:g} every {optim.get('lr_step_epochs')} epochs, "
-               "warm-up "
-               f"{optim.get('warmup_epochs')}, {len(classes)} classes "
-               f"[{data['classes_sha256'][:8]}], "
-               f"crop {data.get('train_crop')}")
+               f"warm-up {optim.get('warmup_epochs')}, {len(classes)} classes "
+               f"[{data['classes_sha256'][:8]}], crop {data.get('train_crop')}")
     return {"id": _sha(identity)[:12], "source": "hoi pretrain", "summary": summary,
             "top1": None if top1 is None else float(top1), "epochs": epochs, "identity": identity,
             "config": cfg}
@@ -132,8 +130,7 @@ def check_backbones(weights_dir: str | Path, archs: Sequence[str],
     if len({r["id"] for r in recipes.values()}) > 1 and not allow_mixed:
         named = "; ".join(f"{a}: {r['summary']} [{r['id']}]" for a, r in recipes.items())
         raise RecipeError(f"backbones pretrained by different recipes: {named}. One table compares "
-                          "one recipe; "
-                          "set ALLOW_MIXED_PRETRAINING=1 to go on anyway")
+                          "one recipe; set ALLOW_MIXED_PRETRAINING=1 to go on anyway")
     return recipes
 
 

@@ -64,8 +64,8 @@ def build_optimizer(cfg: HOITrainConfig,
     groups = head.param_groups(cfg.optim.lr)
     specs = [{k: g[k] for k in ("name", "lr", "scheduled")} for g in groups]
     optimizer = torch.optim.SGD([{"params": g["params"], "lr": g["lr"]} for g in groups],
-                                lr=cfg.optim.lr,
-                                momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
+                                lr=cfg.optim.lr, momentum=cfg.optim.momentum,
+                                weight_decay=cfg.optim.weight_decay)
     return optimizer, specs
 
 
@@ -78,8 +78,7 @@ def check_finite(outputs: Mapping[str, torch.Tensor], loss: torch.Tensor, epoch:
     if bad:
         raise FloatingPointError(
             f"non-finite {', '.join(bad)} at epoch {epoch + 1}, iteration {it + 1}/{iters}: "
-            "stopping "
-            f"(lower optim.lr, or resume from the last checkpoint)"
+            "stopping (lower optim.lr, or resume from the last checkpoint)"
         )
 
 
@@ -247,8 +246,7 @@ class HeadsTrainer(Trainer):
             raise ValueError(f"{len(train_set)} training images make no full batch of "
                              f"optim.batch_size={cfg.optim.batch_size}")
         log.info("%d training images, %d held out for validation; %d iterations per epoch of %d "
-                 "images x %d "
-                 "processes", len(train_set), len(self.val_idx), self.iters,
+                 "images x %d processes", len(train_set), len(self.val_idx), self.iters,
                  cfg.optim.batch_size // dist.world_size,
                  dist.world_size)
         self.save_config()

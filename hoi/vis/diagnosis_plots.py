@@ -55,8 +55,7 @@ def plot_breakdown(diag: Mapping[str, Any], title: str = "") -> Figure:
     ax.legend(fontsize=8, loc="best")
     m = diag["map"]
     ax.set_title(f"mAP {_points(m['full']):.2f} / {_points(m['rare']):.2f} / "
-                 f"{_points(m['non_rare']):.2f} "
-                 "(Full / Rare / Non-Rare)", fontsize=9)
+                 f"{_points(m['non_rare']):.2f} (Full / Rare / Non-Rare)", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

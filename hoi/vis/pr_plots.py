@@ -77,8 +77,7 @@ def save_pr_curves(
         classes = most_annotated_classes(data, top)
         if not classes:
             raise VisError(f"{anno if isinstance(anno, (str, Path)) else 'annotations'}: no GT "
-                           "pair; "
-                           "no class to draw")
+                           "pair; no class to draw")
     curves = precision_recall_curves(data, det, list(classes), setting, iou_threshold)
     meta = hico_metadata()
     chunks = [curves[i:i + CURVES_PER_FIGURE] for i in range(0, len(curves), CURVES_PER_FIGURE)]
