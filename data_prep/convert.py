@@ -35,7 +35,7 @@ from hoi.data.annotations import AnnotationError, load_annotations, save_annotat
 from hoi.data.hake import hake_to_instances, read_hake
 from hoi.data.validation import check_annotations, load_valid_annotations
 from hoi.errors import run_main
-from hoi.models.weights import sha256_of
+from hoi.provenance import file_sha256
 
 OUTPUT_NAMES = {"train": "instances_train2015.json", "test": "instances_test2015.json"}
 INFO_NAME = "convert_info.json"
@@ -89,7 +89,7 @@ def convert_anno_bbox(mat_path: str | Path, out_dir: str | Path,
         written[split] = path
     info = {
         "stage": "data_prep.convert",
-        "inputs": {str(p): sha256_of(p) for p in [mat_path] + ([anno_mat] if anno_mat else [])},
+        "inputs": {str(p): file_sha256(p) for p in [mat_path] + ([anno_mat] if anno_mat else [])},
         "rare_split_from": "train split of the input" if counts is not None
         else "packaged official counts",
         "outputs": {split: str(p) for split, p in written.items()},
@@ -110,7 +110,7 @@ def convert_hake(path: str | Path, out_dir: str | Path,
     save_annotations(data, target)
     info = {
         "stage": "data_prep.convert",
-        "inputs": {str(path): sha256_of(path)},
+        "inputs": {str(path): file_sha256(path)},
         "source": "HAKE hico-det-instance-level (training split; 217 pairs fewer than the official "
                   "anno_bbox.mat)",
         "rare_split_from": "train split of the input",

@@ -25,7 +25,7 @@ from hoi.models.backbones import (
     FrozenFeatureExtractor,
     create_backbone,
 )
-from hoi.models.weights import load_backbone_weights, read_state_dict, sha256_of
+from hoi.models.weights import load_backbone_weights, read_state_dict
 from hoi.pretrain.export import export_backbone
 from hoi.pretrain.imagefolder import (
     DatasetError,
@@ -35,6 +35,7 @@ from hoi.pretrain.imagefolder import (
 )
 from hoi.pretrain.pretrain_config import load_pretrain_config
 from hoi.pretrain.train_backbone import run_pretraining
+from hoi.provenance import file_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs" / "imagenet"
@@ -143,13 +144,13 @@ def test_resume_matches_uninterrupted(sac_run, small_data, tmp_path):
 def test_export_backbone_loads_into_feature_extractor(sac_run, tmp_path, capsys):
     out = tmp_path / "weights" / "sac_resnet50_imagenet.pth"
     assert hoi_main(["export-backbone", str(sac_run / "checkpoint.pth"), str(out)]) == 0
-    digest = sha256_of(out)
+    digest = file_sha256(out)
     assert digest in capsys.readouterr().out
     sidecar = tmp_path / "weights" / "sac_resnet50_imagenet.pth.sha256"
     assert sidecar.read_text() == f"{digest}  {out.name}\n"
 
     payload = torch.load(out, weights_only=True)
-    assert payload["sha256_of_source"] == sha256_of(sac_run / "checkpoint.pth")
+    assert payload["sha256_of_source"] == file_sha256(sac_run / "checkpoint.pth")
     assert payload["config"]["attention"]["type"] == "sac" and payload["config"]["num_classes"] == 3
     assert payload["classes"] == sorted(COLOURS) and payload["epoch"] == 2
     assert set(read_state_dict(out)) == set(payload["backbone"])

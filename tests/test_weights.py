@@ -10,7 +10,8 @@ from torchvision.models import resnet50 as torchvision_resnet50
 
 from hoi.models import weights as weights_mod
 from hoi.models.backbones import create_backbone
-from hoi.models.weights import WeightsError, load_backbone_weights, sha256_of
+from hoi.models.weights import WeightsError, load_backbone_weights
+from hoi.provenance import file_sha256
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def test_plain_weights_into_sac_resnet(plain_resnet50_file) -> None:
     report = load_backbone_weights(model, path)
     assert report.missing == [] and report.unexpected == []
     assert len(report.missing_attention) == 3 * 6  # phi, theta, rho weight+bias in 3 blocks
-    assert report.sha256 == sha256_of(path)
+    assert report.sha256 == file_sha256(path)
     torch.testing.assert_close(model.conv1.weight, state["conv1.weight"])
     reference = torchvision_resnet50()
     reference.load_state_dict(state)

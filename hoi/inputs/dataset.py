@@ -187,9 +187,3 @@ class SplitFiles:
                 "files": {"annotations": str(self.anno_path),
                           "detections": str(self.detections.path),
                           "features": str(self.features.path)}}
-
-
-def images_with_pairs(dataset: HOIDataset) -> np.ndarray:
-    """(N,) bool: which items of ``dataset`` have at least one pair (detections only, no I/O
-    of features)."""
-    return np.array([dataset.pairs_of(k).num_pairs > 0 for k in range(len(dataset))], dtype=bool)

@@ -27,8 +27,8 @@ from hoi.models.backbones import (
     validate_backbone_config,
 )
 from hoi.models.complexity import describe
-from hoi.models.weights import load_backbone_weights, sha256_of
-from hoi.provenance import RANDOM_WEIGHTS
+from hoi.models.weights import load_backbone_weights
+from hoi.provenance import RANDOM_WEIGHTS, file_sha256
 
 STORED_DTYPE = "float16"
 TORCHVISION_PREFIX = "torchvision ImageNet ResNet-"
@@ -106,7 +106,7 @@ def rebuild_extractor(recorded: Mapping[str, Any], source: str,
             raise UserError(f"{source}: its backbone weights {recorded.get('weights')} (sha256 "
                             f"{sha[:12]}) are not "
                             f"available here (expected a file; pass --backbone-weights FILE)")
-        found = sha256_of(candidate)
+        found = file_sha256(candidate)
         if found != sha:
             raise UserError(f"{candidate}: sha256 {found[:12]} is not the {sha[:12]} of the "
                             "weights that made "

@@ -28,7 +28,7 @@ from torch import nn
 from hoi.errors import UserError
 from hoi.models.attention import attention_classes
 from hoi.models.backbones import AttentionResNet
-from hoi.provenance import file_sha256 as sha256_of  # one sha256 helper for the project
+from hoi.provenance import file_sha256
 
 TORCHVISION_WEIGHTS = {
     50: "ResNet50_Weights",
@@ -130,7 +130,7 @@ def load_backbone_weights(
         state = _download_torchvision(model.config.depth)
     else:
         state = read_state_dict(source)
-        report.sha256 = sha256_of(source)
+        report.sha256 = file_sha256(source)
     own = model.state_dict()
     if ignore_classifier:
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}

@@ -8,8 +8,8 @@ from typing import Any
 from hoi.config import build_config, to_dict
 from hoi.engine.checkpoint import CheckpointError, atomic_save, load_checkpoint
 from hoi.models.backbones import AttentionResNet, BackboneConfig, upgrade_backbone_record
-from hoi.models.weights import sha256_of
 from hoi.pretrain.recipe import recipe_from_checkpoint
+from hoi.provenance import file_sha256
 
 
 def export_backbone(checkpoint: str | Path, out: str | Path) -> tuple[Path, str]:
@@ -38,7 +38,7 @@ def export_backbone(checkpoint: str | Path, out: str | Path) -> tuple[Path, str]
     payload: dict[str, Any] = {
         "backbone": state,
         "config": to_dict(config),
-        "sha256_of_source": sha256_of(checkpoint),
+        "sha256_of_source": file_sha256(checkpoint),
         "source": checkpoint.name,
         "epoch": int(ckpt.get("epoch", -1)) + 1,  # epochs done
         "metrics": dict(ckpt.get("metrics", {})),
@@ -46,6 +46,6 @@ def export_backbone(checkpoint: str | Path, out: str | Path) -> tuple[Path, str]
         "recipe": recipe_from_checkpoint(ckpt),
     }
     atomic_save(payload, out)
-    digest = sha256_of(out)
+    digest = file_sha256(out)
     Path(f"{out}.sha256").write_text(f"{digest}  {out.name}\n")
     return out, digest

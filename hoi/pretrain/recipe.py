@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from hoi.errors import UserError
-from hoi.models.weights import sha256_of
+from hoi.provenance import file_sha256
 
 TORCHVISION_FILE = re.compile(r"^resnet(\d+)-([0-9a-f]{8})\.pth$")
 UNRECORDED = "unrecorded"
@@ -99,7 +99,7 @@ def recipe_of_file(path: str | Path) -> dict[str, Any]:
     if isinstance(obj, dict) and "backbone" not in obj and "model" not in obj:
         for depth in (50, 101, 152):
             prefix = torchvision_hash(depth)
-            if prefix and sha256_of(path).startswith(prefix):
+            if prefix and file_sha256(path).startswith(prefix):
                 return torchvision_recipe(depth)
     return {"id": UNRECORDED, "source": "unknown", "top1": None,
             "summary": "no recipe recorded (export it again with `hoi export-backbone`)"}
