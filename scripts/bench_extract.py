@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Throughput of the feature stage and the size of the cache.
 
-    python scripts/bench_extract.py [--images 16] [--device cpu|cuda] [--backbones
-    resnet50,sac_resnet50]
+    python scripts/bench_extract.py [--images 16] [--device cpu|cuda]
+           [--backbones resnet50,sac_resnet50]
 
 Writes ``--images`` JPEGs of HICO-DET's typical size (640x480, photos from scikit-image),
 runs ``data_prep.extract`` on them (400x400 input, layer3, float16) for each backbone and

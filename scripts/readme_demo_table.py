@@ -1,10 +1,8 @@
 #!/usr/bin/env python
 """Write the README's demo table from a demo's own ``summary.json``, so the two cannot drift.
 
-    python scripts/readme_demo_table.py outputs/demo/summary.json   # copy it to docs/, rewrite
-    README
-    python scripts/readme_demo_table.py --check                      # README matches
-    docs/demo_summary.json?
+    python scripts/readme_demo_table.py outputs/demo/summary.json  # copy to docs/, rewrite README
+    python scripts/readme_demo_table.py --check       # does README match docs/demo_summary.json?
 
 The summary is copied to ``docs/demo_summary.json`` (the committed source of the table) and the
 block between the two ``demo-table`` markers of README.md is replaced by its rendering;
