@@ -28,7 +28,7 @@ from hoi.models.attention import attention_classes
 from hoi.models.backbones import AttentionResNet, upgrade_backbone_record
 from hoi.models.weights import count_parameters, load_backbone_weights
 from hoi.pretrain.imagefolder import Batch
-from hoi.pretrain.imagefolder_loaders import build_datasets, build_loaders
+from hoi.pretrain.imagefolder_loaders import Loaders, build_datasets, build_loaders
 from hoi.pretrain.pretrain_config import PretrainConfig
 from hoi.pretrain.schedule import warmup_step_scheduler
 
@@ -119,6 +119,10 @@ class BackboneTrainer(Trainer):
     """``hoi pretrain``: ``cfg.backbone`` trained on the class folders of ``cfg.data``."""
 
     cfg: PretrainConfig
+
+    def __init__(self, cfg: PretrainConfig, dist: DistInfo) -> None:
+        super().__init__(cfg, dist)
+        self.loaders: Loaders | None = None  # set by run()
 
     def arch(self) -> dict[str, Any]:
         return to_dict(self.cfg.backbone)

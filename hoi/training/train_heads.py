@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from hoi.data.annotations import pair_counts, subset_annotations
@@ -39,7 +40,7 @@ from hoi.hoi_config import (
     upgrade_run_config,
 )
 from hoi.inference.scoring import concat_rows, predict
-from hoi.inputs.dataset import to_device
+from hoi.inputs.dataset import HOIDataset, SplitFiles, to_device
 from hoi.inputs.loaders import inference_loader, train_loader
 from hoi.models.heads import InteractionHead, build_head
 from hoi.provenance import (
@@ -104,6 +105,12 @@ class HeadsTrainer(Trainer):
         self.best, self.best_epoch = -1.0, -1
         # the provenance of the training files, saved in every checkpoint
         self.provenance: dict[str, Any] | None = None
+        # set by run(): the split's files, the validation images, the loader, the head's groups
+        self.files: SplitFiles | None = None
+        self.val_set: HOIDataset | None = None
+        self.val_idx = np.zeros(0, dtype=np.int64)
+        self.loader: DataLoader | None = None
+        self.group_specs: list[dict[str, Any]] = []
 
     def arch(self) -> dict[str, Any]:
         return model_arch(self.cfg)
