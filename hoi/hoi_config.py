@@ -105,6 +105,7 @@ def validate(cfg: HOITrainConfig) -> None:
                          (LABEL_RULES, cfg.pairs.label_rule),
                          (SELECT_METRICS, cfg.select_metric), (HEADS, cfg.model.name)):
         table.check(value)
+    HEADS[cfg.model.name].validate(cfg.model)
     if len(cfg.optim.lr_factor_epochs) != 2:
         raise ConfigError("optim.lr_factor_epochs must be [first, last], got "
                           f"{list(cfg.optim.lr_factor_epochs)}")

@@ -159,3 +159,11 @@ def test_wrong_channel_count_is_refused(tmp_path: Path) -> None:
     make_split(tmp_path, "train2015", 2)
     with pytest.raises(CacheError, match="channels"):
         open_split(_cfg(tmp_path, tmp_path / "run", **{"model.in_channels": 32}), "train2015")
+
+
+def test_head_values_are_refused_when_the_config_loads(tmp_path: Path) -> None:
+    # a bad model.roi_pool is refused with the table's names before any file is opened or made
+    refusal = r"model.roi_pool: unknown value 'x'; valid names: align, official"
+    with pytest.raises(ConfigError, match=refusal):
+        _cfg(tmp_path, tmp_path / "run", **{"model.roi_pool": "x"})
+    assert not (tmp_path / "run").exists()

@@ -65,6 +65,11 @@ class InteractionHead(nn.Module):
         return [{"name": "main", "params": list(self.parameters()), "lr": lr, "scheduled": True}]
 
     @classmethod
+    def validate(cls, cfg: HeadConfig) -> None:
+        """Raise ConfigError naming the first ``model.*`` value the head cannot take (called when
+        the run config is loaded, before any work)."""
+
+    @classmethod
     def arch_record(cls, cfg: HeadConfig) -> dict[str, Any]:
         """The keys that decide what the weights mean (checked when a checkpoint is loaded)."""
         record = to_dict(cfg)

@@ -183,9 +183,13 @@ class VSGNet(InteractionHead):
     Config = VSGNetConfig
     training_keys = ("spatial_lr",)
 
+    @classmethod
+    def validate(cls, cfg: VSGNetConfig) -> None:
+        ROI_POOLS.check(cfg.roi_pool)
+
     def __init__(self, cfg: VSGNetConfig) -> None:
         super().__init__(cfg)
-        ROI_POOLS.check(cfg.roi_pool)
+        self.validate(cfg)
         c, w = cfg.in_channels, cfg.block_channels
         self.human_block = ResidualBlock(c, w, cfg.bn_eps, cfg.bn_momentum)
         self.object_block = ResidualBlock(c, w, cfg.bn_eps, cfg.bn_momentum)
