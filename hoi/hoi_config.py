@@ -7,8 +7,9 @@ Defaults are the SAC paper's recipe (Sec. IV-C): SGD, momentum 0.9, weight decay
 epochs 10-28. The official VSGNet code's schedule is the same keys with other values (see
 configs/hico/base.yaml): its README trains HICO-DET with lr 0.001 (``-l 0.001``; 0.01 is only
 the argparse default), batch 8, 80 epochs, lr x0.1 in epochs 10-27, spatial branch at 0.001.
-Pair building and RoI pooling default to the official code's behaviour (``pairs.label_rule``,
-``pairs.exclude_self_pairs``, ``model.roi_pool``).
+Pair building, RoI pooling, the two-box map and the pair geometry default to the official
+code's behaviour (``pairs.label_rule``, ``pairs.exclude_self_pairs``, ``model.roi_pool``,
+``model.interaction_map``, ``model.pair_geometry``); README's deviation table lists the rest.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,15 +25,17 @@ from typing import Any
 
 from hoi.config import ConfigError, build_config, peek
 from hoi.engine.checkpoint import CheckpointError
+from hoi.engine.logging import LOGGER_NAME
 from hoi.inference.scoring import InferenceConfig
 from hoi.inputs.dataset import SplitFiles
-from hoi.inputs.pairs import LABEL_RULES, PairConfig
+from hoi.inputs.pairs import CAP_ORDERS, LABEL_RULES, PairConfig
 from hoi.inputs.split_files import DataConfig, open_split
 from hoi.models.backbones import ARCHS
 from hoi.models.heads import HEADS, HeadConfig
 from hoi.registry import Table
 
 DEFAULT_HEAD = "vsgnet"
+log = logging.getLogger(LOGGER_NAME)
 
 # optim.loss_normalizer: the count (per process) that the summed loss is divided by, x verbs
 LOSS_NORMALIZERS = Table("optim.loss_normalizer", {
@@ -103,6 +107,7 @@ def validate(cfg: HOITrainConfig) -> None:
                           f"{', '.join(sorted(ARCHS))}")
     for table, value in ((LOSS_NORMALIZERS, cfg.optim.loss_normalizer),
                          (LABEL_RULES, cfg.pairs.label_rule),
+                         (CAP_ORDERS, cfg.pairs.cap_order),
                          (SELECT_METRICS, cfg.select_metric), (HEADS, cfg.model.name)):
         table.check(value)
     HEADS[cfg.model.name].validate(cfg.model)
@@ -115,15 +120,33 @@ def validate(cfg: HOITrainConfig) -> None:
         raise ConfigError("optim.batch_size must be positive and optim.epochs not negative")
 
 
+# VSGNet keys added after runs were saved, with the value that reads such a run as it was made
+PRE_DEFAULTS = {"interaction_map": "pixel", "pair_geometry": "pixel"}
+
+
 def upgrade_run_config(saved: Mapping[str, Any]) -> dict[str, Any]:
-    """A run config saved by an older version, in today's keys: ``optim.spatial_lr`` (a VSGNet
-    setting) is now ``model.spatial_lr``."""
+    """A run config saved by an older version, in today's keys, meaning what it meant then:
+    ``optim.spatial_lr`` (a VSGNet setting) is now ``model.spatial_lr``; a VSGNet run saved
+    before ``model.interaction_map`` / ``model.pair_geometry`` existed used the pixel versions
+    (:data:`PRE_DEFAULTS`), not today's official defaults."""
     cfg = copy.deepcopy(dict(saved))
     optim, model = dict(cfg.get("optim") or {}), dict(cfg.get("model") or {})
     if "spatial_lr" in optim:
         model.setdefault("spatial_lr", optim.pop("spatial_lr"))
-        cfg["optim"], cfg["model"] = optim, model
+    if model and model.get("name", DEFAULT_HEAD) == "vsgnet" and "spatial_size" in model:
+        for key, value in PRE_DEFAULTS.items():
+            model.setdefault(key, value)
+    for key, section in (("optim", optim), ("model", model)):
+        if key in cfg or section:
+            cfg[key] = section
     return cfg
+
+
+def pre_default_keys(saved: Mapping[str, Any]) -> list[str]:
+    """The ``model.*`` keys that :func:`upgrade_run_config` fills in with :data:`PRE_DEFAULTS`."""
+    before = dict(saved.get("model") or {})
+    after = upgrade_run_config(saved)["model"] if before else {}
+    return [f"model.{k}={after[k]}" for k in PRE_DEFAULTS if k in after and k not in before]
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
@@ -142,6 +165,10 @@ def config_of_checkpoint(ckpt: Mapping[str, Any], source: str | Path,
     """The run config saved in a ``hoi train`` checkpoint, with ``overrides`` on top."""
     if "config" not in ckpt or "arch" not in ckpt:
         raise CheckpointError(f"{source}: not a hoi train checkpoint (no config/arch entries)")
+    filled = pre_default_keys(ckpt["config"])
+    if filled:
+        log.warning("%s was saved before these keys existed; read as it was trained: %s", source,
+                    " ".join(filled))
     return load_config(None, overrides, base=ckpt["config"])
 
 

@@ -9,7 +9,12 @@ import torch
 from hoi.data.cache import ImageProposals
 from hoi.inputs.dataset import collate
 from hoi.inputs.pairs import PairConfig, all_pairs, image_pairs, select_proposals
-from hoi.models.heads.pair_spatial import interaction_maps, pair_geometry
+from hoi.models.heads.pair_spatial import (
+    official_interaction_maps,
+    official_pair_geometry,
+    pixel_interaction_maps,
+    pixel_pair_geometry,
+)
 
 
 def _dets(rows):
@@ -38,6 +43,38 @@ def test_selection_thresholds_caps_and_humans_as_objects() -> None:
     assert objects[: len(expected)].tolist() == expected.tolist()
     assert set(objects[len(expected):]) <= set(humans)
     assert not set(select_proposals(det, PairConfig(humans_as_objects=False))[1]) & set(humans)
+
+
+def _official_caps(det: ImageProposals, cfg: PairConfig) -> tuple[list[int], list[int]]:
+    """helpers_preprocess.get_detections (official VSGNet): persons >= 0.6 and objects >= 0.3
+    in file order, the persons appended to the objects, both lists cut at 15."""
+    persons = [i for i in range(len(det.scores)) if det.labels[i] == 49 and det.scores[i] >= 0.6]
+    objects = [i for i in range(len(det.scores)) if det.labels[i] != 49 and det.scores[i] >= 0.3]
+    objects = objects + persons
+    return persons[:15], objects[:15]
+
+
+def test_caps_of_15_humans_and_15_objects_and_their_order() -> None:
+    cfg = PairConfig()
+    assert (cfg.max_humans, cfg.max_objects, cfg.human_threshold, cfg.object_threshold,
+            cfg.cap_order) == (15, 15, 0.6, 0.3, "score")
+    rng = np.random.default_rng(3)
+    for n_persons, n_objects in ((20, 20), (20, 8), (4, 30)):
+        labels = np.array([49] * n_persons + [3] * n_objects)
+        order = rng.permutation(len(labels))  # file order: not sorted by score
+        scores = rng.uniform(0.65, 1.0, len(labels))[order]
+        det = ImageProposals(np.tile([1.0, 1, 10, 10], (len(labels), 1)), scores, labels[order])
+        want_h, want_o = _official_caps(det, cfg)
+        humans, objects = select_proposals(det, PairConfig(cap_order="file"))
+        assert (humans.tolist(), objects.tolist()) == (want_h, want_o)
+        assert len(humans) == min(15, n_persons) and len(objects) == min(15, n_persons + n_objects)
+        by_score = select_proposals(det, cfg)
+        # the default keeps the highest-scored ones: the official choice on a file sorted by score
+        ranked = np.argsort(-scores, kind="stable")
+        sorted_det = ImageProposals(det.boxes[ranked], scores[ranked], det.labels[ranked])
+        want_h, want_o = _official_caps(sorted_det, cfg)
+        assert ranked[want_h].tolist() == by_score[0].tolist()
+        assert ranked[want_o].tolist() == by_score[1].tolist()
 
 
 def test_pairs_exclude_self_and_are_human_major() -> None:
@@ -80,18 +117,43 @@ def test_gt_boxes_join_the_proposals_when_asked() -> None:
 def test_spatial_maps_and_geometry() -> None:
     bh = torch.tensor([[1.0, 1.0, 50.0, 100.0]])
     bo = torch.tensor([[51.0, 51.0, 100.0, 100.0]])
-    maps = interaction_maps(bh, bo, torch.tensor([[100.0, 100.0]]), 4, 100.0)
+    maps = pixel_interaction_maps(bh, bo, torch.tensor([[100.0, 100.0]]), 4, 100.0)
     assert maps.shape == (1, 2, 4, 4)
     expected_h = torch.zeros(4, 4)
     expected_h[:, :2] = 100
     expected_o = torch.zeros(4, 4)
     expected_o[2:, 2:] = 100
     assert torch.equal(maps[0, 0], expected_h) and torch.equal(maps[0, 1], expected_o)
-    g = pair_geometry(bh, bo)
+    g = pixel_pair_geometry(bh, bo)
     torch.testing.assert_close(g, torch.tensor([[-50 / 50, -50 / 50, np.log(50 / 50),
                                                  np.log(100 / 50)]]).float())
-    assert torch.isfinite(pair_geometry(torch.tensor([[5.0, 5, 4, 4]]),
-                                        torch.tensor([[5.0, 5, 5, 5]]))).all()
+    assert torch.isfinite(pixel_pair_geometry(torch.tensor([[5.0, 5, 4, 4]]),
+                                              torch.tensor([[5.0, 5, 5, 5]]))).all()
+
+
+def test_official_map_and_geometry_by_hand() -> None:
+    # continuous human [0, 0, 50, 100], object [50, 50, 100, 100] in a 100 x 100 image
+    bh = torch.tensor([[1.0, 1.0, 50.0, 100.0]])
+    bo = torch.tensor([[51.0, 51.0, 100.0, 100.0]])
+    size = torch.tensor([[100.0, 100.0]])
+    maps = official_interaction_maps(bh, bo, size, 4, 100.0)
+    # human: int([0, 0, 0.5, 1] x 4) = [0, 0, 2, 4]: columns 0..2 (inclusive), rows 0..3 (a
+    # slice ending past the map); object: [2, 2, 4, 4] -> rows and columns 2..3
+    expected_h = torch.zeros(4, 4)
+    expected_h[:, :3] = 100
+    expected_o = torch.zeros(4, 4)
+    expected_o[2:, 2:] = 100
+    assert torch.equal(maps[0, 0], expected_h) and torch.equal(maps[0, 1], expected_o)
+    # on the 25 x 25 map: human cells [0, 0, 12, 25] (w 12, h 25), object [12, 12, 25, 25]
+    # (w 13, h 13): dx = -12, dy = -12
+    g = official_pair_geometry(bh, bo, size, (25, 25))
+    torch.testing.assert_close(g, torch.tensor([[-12 / 13, -12 / 13, np.log(12 / 13),
+                                                 np.log(25 / 13)]]).float())
+    # same left/top cell: offset 0.001; a box within one cell: width and height 0 count as 1
+    same = official_pair_geometry(torch.tensor([[1.0, 1.0, 2.0, 2.0]]),
+                                  torch.tensor([[1.0, 1.0, 100.0, 100.0]]), size, (25, 25))
+    torch.testing.assert_close(same, torch.tensor([[0.001 / 25, 0.001 / 25, np.log(1 / 25),
+                                                    np.log(1 / 25)]]).float())
 
 
 def test_collate_offsets_pairs_into_the_batch() -> None:

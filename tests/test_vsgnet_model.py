@@ -61,10 +61,10 @@ def test_graph_branch_matches_a_per_image_loop() -> None:
             g_h = f_h + adj @ model.object_to_human(f_o)
             g_o = f_o + adj.t() @ model.human_to_object(f_h)
             pairs = torch.cat([g_h[b["pair_h"]], g_o[b["pair_o"]]], 1)
-            from hoi.models.heads.pair_spatial import interaction_maps
-            maps = interaction_maps(b["boxes_h"][b["pair_h"]], b["boxes_o"][b["pair_o"]],
-                                    b["image_size"][b["pair_image"]], TINY.spatial_size,
-                                    TINY.spatial_value)
+            from hoi.models.heads.pair_spatial import official_interaction_maps
+            maps = official_interaction_maps(b["boxes_h"][b["pair_h"]], b["boxes_o"][b["pair_o"]],
+                                             b["image_size"][b["pair_image"]],
+                                             TINY.spatial_size, TINY.spatial_value)
             a = model.spatial(maps)
             expected = model.graph_tail(model.graph_head(pairs) * a)
             rows = batch["pair_image"] == img

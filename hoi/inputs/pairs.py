@@ -4,9 +4,9 @@ object) pair among them, and the multi-hot verb labels of each pair from the gro
 The selection follows the official VSGNet code: humans (person detections) with score
 >= ``human_threshold``, objects (other classes) with score >= ``object_threshold``; humans
 are also objects (after the non-person objects), and each list keeps at most ``max_humans`` /
-``max_objects`` entries, highest scores first. As in the official code (its humans are
-appended to the object list and every human is paired with every object), a human is also
-paired with its own box as an object; ``exclude_self_pairs`` leaves those pairs out.
+``max_objects`` entries, highest scores first (``cap_order``). As in the official code (its
+humans are appended to the object list and every human is paired with every object), a human is
+also paired with its own box as an object; ``exclude_self_pairs`` leaves those pairs out.
 
 Labels (``label_rule``, a table in :mod:`hoi.inputs.pair_labels`): ``official`` is the
 official code's rule (GT boxes merged, each detected human matched to one GT person);
@@ -27,6 +27,7 @@ import torch
 from hoi.data.cache import ImageProposals, gt_proposals
 from hoi.data.metadata import NUM_VERBS, PERSON_OBJECT
 from hoi.inputs.pair_labels import LABEL_RULES, GTPairs
+from hoi.registry import Table
 
 
 @dataclass
@@ -35,6 +36,9 @@ class PairConfig:
     object_threshold: float = 0.3  # minimum detection score of a non-person object
     max_humans: int = 15
     max_objects: int = 15  # counting the humans that act as objects
+    # which detections the caps keep: score (the highest) | file (the first listed, as the
+    # official code; the same when the file is sorted by score, as Detectron2's output is)
+    cap_order: str = "score"
     humans_as_objects: bool = True  # a person can be the object of another person
     exclude_self_pairs: bool = False  # official: a human is also paired with itself as an object
     label_rule: str = "official"  # official | any_gt_pair (see the module docstring)
@@ -73,21 +77,33 @@ class ImagePairs:
         return int(self.pair_h.numel())
 
 
-def _top(mask: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
-    idx = np.flatnonzero(mask)
-    order = np.argsort(-scores[idx], kind="stable")
-    return idx[order][:k]
+def _by_score(idx: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    return idx[np.argsort(-scores[idx], kind="stable")]
+
+
+# pairs.cap_order: (detection ids in file order, scores) -> the ids in the order the caps cut
+CAP_ORDERS = Table("pairs.cap_order", {
+    "score": _by_score,  # highest score first, whatever the file's order
+    "file": lambda idx, scores: idx,  # the official code's: as the detections file lists them
+})
+
+
+def _top(mask: np.ndarray, scores: np.ndarray, k: int, order: str) -> np.ndarray:
+    return CAP_ORDERS[order](np.flatnonzero(mask), scores)[:k]
 
 
 def select_proposals(det: ImageProposals, cfg: PairConfig) -> tuple[np.ndarray, np.ndarray]:
     """Indices into ``det`` of the humans (H,) and the objects (O,) that take part in pairs.
 
     Objects are the non-person detections first, then (``humans_as_objects``) the selected
-    humans, each group by descending score; the object list is then cut at ``max_objects``.
+    humans, each group by descending score (``cap_order: file``: in the file's order); the object
+    list is then cut at ``max_objects``.
     """
     person = det.labels == cfg.person_label
-    humans = _top(person & (det.scores >= cfg.human_threshold), det.scores, cfg.max_humans)
-    objects = _top(~person & (det.scores >= cfg.object_threshold), det.scores, cfg.max_objects)
+    humans = _top(person & (det.scores >= cfg.human_threshold), det.scores, cfg.max_humans,
+                  cfg.cap_order)
+    objects = _top(~person & (det.scores >= cfg.object_threshold), det.scores, cfg.max_objects,
+                   cfg.cap_order)
     if cfg.humans_as_objects:
         objects = np.concatenate([objects, humans])[: cfg.max_objects]
     return humans, objects

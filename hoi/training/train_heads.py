@@ -34,6 +34,7 @@ from hoi.hoi_config import (
     LOSS_NORMALIZERS,
     SELECT_METRICS,
     HOITrainConfig,
+    OptimConfig,
     lr_multiplier,
     model_arch,
     open_run_split,
@@ -68,6 +69,15 @@ def build_optimizer(cfg: HOITrainConfig,
                                 lr=cfg.optim.lr, momentum=cfg.optim.momentum,
                                 weight_decay=cfg.optim.weight_decay)
     return optimizer, specs
+
+
+def set_epoch_lrs(optimizer: torch.optim.Optimizer, specs: list[dict[str, Any]],
+                  cfg: OptimConfig, epoch: int) -> None:
+    """The rates of (0-based) ``epoch``: each scheduled group's base rate times
+    :func:`lr_multiplier`, the others at their own."""
+    factor = lr_multiplier(cfg, epoch)
+    for group, spec in zip(optimizer.param_groups, specs):
+        group["lr"] = spec["lr"] * (factor if spec["scheduled"] else 1.0)
 
 
 def check_finite(outputs: Mapping[str, torch.Tensor], loss: torch.Tensor, epoch: int, it: int,
@@ -139,9 +149,7 @@ class HeadsTrainer(Trainer):
 
     def before_epoch(self, epoch: int) -> None:
         self.loader.batch_sampler.set_epoch(epoch)
-        factor = lr_multiplier(self.cfg.optim, epoch)
-        for group, spec in zip(self.state.optimizer.param_groups, self.group_specs):
-            group["lr"] = spec["lr"] * (factor if spec["scheduled"] else 1.0)
+        set_epoch_lrs(self.state.optimizer, self.group_specs, self.cfg.optim, epoch)
 
     def train_epoch(self, epoch: int, writer: MetricsWriter) -> dict[str, float]:
         cfg, state, dist = self.cfg, self.state, self.dist

@@ -23,10 +23,30 @@ from hoi.data.boxes import PIXEL_OFFSET
 from hoi.registry import Table
 
 
+def truncated_cells(boxes: torch.Tensor, image_size: torch.Tensor,
+                    grid_hw: tuple[int, int]) -> torch.Tensor:
+    """The official integer cells of each box on a grid over its image: (K, 4) int64
+    ``int([left / w, top / h, right / w, bottom / h] x grid)``, truncated toward zero as Python's
+    ``int()`` and not clamped (``pool_pairing.py: get_pool_loc``, ``helpers_preprocess.py:
+    union_BOX``; in float64, as numpy computes them there).
+
+    Args:
+        boxes: (K, 4) boxes in original pixels, annotation convention (``left = x1 - 1``).
+        image_size: (K, 2) ``[w, h]`` of each box's image.
+        grid_hw: the grid's (height, width).
+    """
+    gh, gw = grid_hw
+    b = boxes.double()
+    w, h = image_size[:, 0].double(), image_size[:, 1].double()
+    cont = torch.stack([(b[:, 0] - PIXEL_OFFSET) / w * gw, (b[:, 1] - PIXEL_OFFSET) / h * gh,
+                        b[:, 2] / w * gw, b[:, 3] / h * gh], dim=1)
+    return torch.trunc(cont).long()
+
+
 def official_cells(boxes: torch.Tensor, image_size: torch.Tensor,
                    map_hw: tuple[int, int]) -> torch.Tensor:
     """The official integer crop of each box: (K, 4) int64 ``[x1, y1, x2, y2]`` map cells,
-    inclusive.
+    inclusive, clamped to the map as the crop's slice is.
 
     Args:
         boxes: (K, 4) boxes in original pixels, annotation convention.
@@ -34,17 +54,10 @@ def official_cells(boxes: torch.Tensor, image_size: torch.Tensor,
         map_hw: the map's (height, width).
     """
     h, w = map_hw
-    b = boxes.double()
-    size = image_size.double()
-    cont = torch.stack([b[:, 0] - PIXEL_OFFSET, b[:, 1] - PIXEL_OFFSET, b[:, 2], b[:, 3]], dim=1)
-    scale = torch.stack([size[:, 0], size[:, 1], size[:, 0], size[:, 1]], dim=1)
-    dims = torch.tensor([w, h, w, h], dtype=torch.float64)
-    cells = torch.trunc(cont / scale * dims).long()  # the official int(): toward zero
-    upper = torch.tensor([w - 1, h - 1, w - 1, h - 1])
-    cells = torch.minimum(cells.clamp(min=0), upper)
-    cells[:, 2] = torch.maximum(cells[:, 2], cells[:, 0])
-    cells[:, 3] = torch.maximum(cells[:, 3], cells[:, 1])
-    return cells
+    cells = truncated_cells(boxes, image_size, map_hw)
+    x1, x2 = cells[:, 0].clamp(0, w - 1), cells[:, 2].clamp(0, w - 1)
+    y1, y2 = cells[:, 1].clamp(0, h - 1), cells[:, 3].clamp(0, h - 1)
+    return torch.stack([x1, y1, torch.maximum(x2, x1), torch.maximum(y2, y1)], dim=1)
 
 
 def official_roi_pool(fmap: torch.Tensor, boxes: torch.Tensor, image: torch.Tensor,

@@ -3,8 +3,9 @@ Detecting Human Object Interactions Using Graph Convolutions", CVPR 2020), as th
 code builds them (ASMIftekhar/VSGNet, scripts_hico/model.py), on a cached backbone feature map.
 
 Per box, the official crop + max pool (or RoIAlign, ``roi_pool``) on the map and a residual block
-of 1x1 convolutions give f_h / f_o; the
-same block over the whole map gives the context f_C. A pair is [f_h, f_o, s_ho, f_C]. Three
+of 1x1 convolutions give f_h / f_o; the same block over the whole map gives the context f_C.
+A pair is [f_h, f_o, s_ho, f_C] (s_ho and the two-box map: :mod:`hoi.models.heads.pair_spatial`,
+the official code's by default). Three
 heads score it: the visual branch and the interaction proposal (both gated by the spatial
 attention a_ho of the pair's two-box map), and the graph branch on features refined over the
 image's human-object graph whose edges are the interaction proposals. The final score of verb
@@ -25,7 +26,7 @@ from torch import nn
 
 from hoi.data.metadata import NUM_OBJECTS, NUM_VERBS, hico_metadata
 from hoi.models.heads.base import HeadConfig, InteractionHead
-from hoi.models.heads.pair_spatial import interaction_maps, pair_geometry
+from hoi.models.heads.pair_spatial import INTERACTION_MAPS, PAIR_GEOMETRIES
 from hoi.models.heads.roi import ROI_POOLS
 
 GEOMETRY_DIM = 4
@@ -40,6 +41,9 @@ class VSGNetConfig(HeadConfig):
     roi_sampling_ratio: int = 2  # RoIAlign only: samples per bin side (0: adaptive)
     head_hidden: int = 1024  # first Linear of each head
     head_channels: int = 512  # second Linear of each head = attention width
+    # hoi.models.heads.pair_spatial: official (the official code's cells) | pixel
+    interaction_map: str = "official"
+    pair_geometry: str = "official"
     spatial_size: int = 64  # the two-box map is spatial_size x spatial_size
     spatial_value: float = 100.0  # value inside a box on that map (official code: 100)
     spatial_channels: list[int] = field(default_factory=lambda: [64, 32])
@@ -186,6 +190,8 @@ class VSGNet(InteractionHead):
     @classmethod
     def validate(cls, cfg: VSGNetConfig) -> None:
         ROI_POOLS.check(cfg.roi_pool)
+        INTERACTION_MAPS.check(cfg.interaction_map)
+        PAIR_GEOMETRIES.check(cfg.pair_geometry)
 
     def __init__(self, cfg: VSGNetConfig) -> None:
         super().__init__(cfg)
@@ -240,9 +246,10 @@ class VSGNet(InteractionHead):
         f_c = self.context_block(fmap).mean(dim=(2, 3))
         ph, po, pi = batch["pair_h"], batch["pair_o"], batch["pair_image"]
         box_h, box_o = batch["boxes_h"][ph], batch["boxes_o"][po]
-        geometry = pair_geometry(box_h.float(), box_o.float()).to(f_h.dtype)
-        maps = interaction_maps(box_h, box_o, size[pi], self.cfg.spatial_size,
-                                self.cfg.spatial_value, fmap.dtype)
+        geometry = PAIR_GEOMETRIES[self.cfg.pair_geometry](
+            box_h, box_o, size[pi], (fmap.shape[2], fmap.shape[3])).to(f_h.dtype)
+        maps = INTERACTION_MAPS[self.cfg.interaction_map](
+            box_h, box_o, size[pi], self.cfg.spatial_size, self.cfg.spatial_value, fmap.dtype)
         a_ho = self.spatial(maps)
         pair = torch.cat([f_h[ph], f_o[po], geometry, f_c[pi]], dim=1)
 
