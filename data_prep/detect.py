@@ -231,8 +231,11 @@ def detect(args: argparse.Namespace) -> Path:
         if not args.import_dir or not Path(args.import_dir).is_dir():
             raise DetectorError(f"--import-dir must be an existing folder, got {args.import_dir!r}")
         if args.import_format == "vsgnet":
-            from data_prep.vsgnet_detections import read_vsgnet_dir
+            from data_prep.vsgnet_detections import read_vsgnet_dir, unsorted_images
             dets = read_vsgnet_dir(Path(args.import_dir), filenames, sizes, args.allow_missing)
+            print(f"[detect] {unsorted_images(dets)} of {len(dets)} images list their detections "
+                  "out of descending score order (where pairs.cap_order=score and =file, the "
+                  "official order, can keep different ones)", flush=True)
         else:
             dets = [import_detections(Path(args.import_dir) / (Path(n).stem + ".json"), args,
                                       sizes[i])

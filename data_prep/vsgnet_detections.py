@@ -12,6 +12,13 @@ boxes do (``hoi.detector.continuous_to_inclusive``): ``x1 = left + 1, y1 = top +
 x2 = right, y2 = bottom``, clipped to the image. COCO class names (which may contain a space)
 map to HICO-DET objects through their COCO id and the packaged COCO -> HICO table. Every
 detection is kept: score thresholds and caps are the ``pairs`` config's job.
+
+Order: each image's detections are stored in the order its file lists them, which is the order
+the official code caps them in (first 15 humans, first 15 objects: ``pairs.cap_order=file``).
+The TensorFlow Object Detection API writes them by descending score, and then the default
+``pairs.cap_order=score`` keeps the same detections; the import checks this and prints how many
+images' files are not sorted (:func:`unsorted_images`), the images where the two orders can
+differ (when more than 15 detections pass a threshold).
 """
 
 from __future__ import annotations
@@ -113,3 +120,8 @@ def read_vsgnet_dir(folder: Path, filenames: Sequence[str], sizes: Sequence[Sequ
             continue
         out.append(read_vsgnet_file(path, size, names))
     return out
+
+
+def unsorted_images(dets: Sequence[ImageProposals]) -> int:
+    """How many images list their detections not in descending score order."""
+    return sum(int(np.any(np.diff(d.scores) > 0)) for d in dets)

@@ -42,10 +42,13 @@ def _args(anno: Path, folder: Path, out: Path) -> list[str]:
             "--anno", str(anno), "--out", str(out)]
 
 
-def test_vsgnet_files_import_with_boxes_by_hand(tmp_path) -> None:
+def test_vsgnet_files_import_with_boxes_by_hand(tmp_path, capsys) -> None:
     anno, folder = _setup(tmp_path)
     out = tmp_path / "detections_test2015.h5"
     assert detect_main(_args(anno, folder, out)) == 0
+    # image 1 lists 0.95, 0.02, 0.4: kept in that (file) order, and counted as unsorted
+    assert "1 of 2 images list their detections out of descending score order" in (
+        capsys.readouterr().out)
     f = ProposalFile(out)
     d = f[0]
     # [top, left, bottom, right] -> [left + 1, top + 1, right, bottom],
