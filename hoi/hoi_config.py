@@ -26,6 +26,7 @@ from typing import Any
 from hoi.config import ConfigError, build_config, peek
 from hoi.engine.checkpoint import CheckpointError
 from hoi.engine.logging import LOGGER_NAME
+from hoi.engine.precision import AMP_DTYPES
 from hoi.inference.scoring import InferenceConfig
 from hoi.inputs.dataset import SplitFiles
 from hoi.inputs.pairs import CAP_ORDERS, LABEL_RULES, PairConfig
@@ -76,7 +77,8 @@ class HOITrainConfig:
     test: InferenceConfig = field(default_factory=InferenceConfig)
     output_dir: str = "runs/hico/default"
     device: str = "auto"  # auto | cuda | cpu
-    amp: bool = True  # autocast + GradScaler, only ever on GPU
+    amp: bool = True  # mixed precision, only ever on GPU (hoi.engine.precision)
+    amp_dtype: str = "auto"  # auto (bf16 where the GPU has it, else fp16 + scaler) | bf16 | fp16
     seed: int = 0  # each process seeds with seed + rank
     eval_every: int = 1  # epochs between validations (the last epoch always)
     select_metric: str = "full"  # validation mAP (Default setting) that picks best.pth
@@ -108,7 +110,8 @@ def validate(cfg: HOITrainConfig) -> None:
     for table, value in ((LOSS_NORMALIZERS, cfg.optim.loss_normalizer),
                          (LABEL_RULES, cfg.pairs.label_rule),
                          (CAP_ORDERS, cfg.pairs.cap_order),
-                         (SELECT_METRICS, cfg.select_metric), (HEADS, cfg.model.name)):
+                         (SELECT_METRICS, cfg.select_metric), (HEADS, cfg.model.name),
+                         (AMP_DTYPES, cfg.amp_dtype)):
         table.check(value)
     HEADS[cfg.model.name].validate(cfg.model)
     if len(cfg.optim.lr_factor_epochs) != 2:

@@ -1,7 +1,7 @@
 """How far the VSGNet heads' outputs move under each numerical deviation from the official code
 that the README's deviation table lists: the pixel map and geometry (``model.interaction_map``,
-``model.pair_geometry``), float16 features, fp16 autocast (``amp``) and BatchNorm over the
-global batch instead of each GPU's slice (the official ``nn.DataParallel``).
+``model.pair_geometry``), float16 features, fp16 or bf16 autocast (``amp``, ``amp_dtype``) and
+BatchNorm over the global batch instead of each GPU's slice (the official ``nn.DataParallel``).
 
     python scripts/deviation_effects.py [--images 16] [--gpus 4] [--seed 0] [--device cpu]
 
@@ -21,36 +21,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from hoi.data.metadata import NUM_OBJECTS, PERSON_OBJECT
-from hoi.inputs.dataset import collate
+from hoi.inputs.random_batch import random_batch
 from hoi.models.heads.vsgnet import VSGNet, VSGNetConfig
 
 LOGITS = ("visual", "interaction", "graph", "attention")
-
-
-def make_batch(images: int, humans: int, objects: int, seed: int) -> dict[str, torch.Tensor]:
-    """``images`` random images as collate makes them; continuous boxes + 1 on left and top."""
-    g = np.random.default_rng(seed)
-    items = []
-    for i in range(images):
-        w, h = int(g.integers(300, 641)), int(g.integers(300, 641))
-        k = humans + objects
-        lo = g.uniform(0, 0.8, (k, 2)) * [w, h]
-        hi = lo + g.uniform(0.05, 1.0, (k, 2)) * ([w, h] - lo)
-        boxes = np.concatenate([lo + 1, hi], 1).astype(np.float32)
-        scores = g.uniform(0.6, 1.0, k).astype(np.float32)
-        classes = g.choice([c for c in range(NUM_OBJECTS) if c != PERSON_OBJECT], objects)
-        boxes_o = np.concatenate([boxes[humans:], boxes[:humans]])
-        ph, po = torch.meshgrid(torch.arange(humans), torch.arange(k), indexing="ij")
-        items.append({
-            "index": i, "features": torch.from_numpy(g.random((1024, 25, 25), np.float32)),
-            "image_size": torch.tensor([w, h], dtype=torch.float32),
-            "boxes_h": torch.from_numpy(boxes[:humans]), "scores_h": torch.from_numpy(
-                scores[:humans]), "boxes_o": torch.from_numpy(boxes_o),
-            "scores_o": torch.from_numpy(np.concatenate([scores[humans:], scores[:humans]])),
-            "labels_o": torch.from_numpy(np.concatenate([classes, [PERSON_OBJECT] * humans])),
-            "pair_h": ph.reshape(-1), "pair_o": po.reshape(-1)})
-    return collate(items)
 
 
 def outputs(model: VSGNet, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -109,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
-    batch = {k: v.to(device) for k, v in make_batch(args.images, 3, 5, args.seed).items()}
+    batch = {k: v.to(device) for k, v in random_batch(args.images, 3, 5, args.seed).items()}
     model = VSGNet(VSGNetConfig()).to(device).eval()
     reference = outputs(model, batch)
 
@@ -123,9 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     def fp16_features() -> dict:
         return outputs(model, dict(batch, features=batch["features"].half()))
 
-    def fp16_autocast() -> dict:
-        with torch.autocast(device.type, dtype=torch.float16):
-            return outputs(model, batch)
+    def with_autocast(dtype: torch.dtype) -> Callable[[], dict]:
+        def run() -> dict:
+            with torch.autocast(device.type, dtype=dtype):
+                return outputs(model, batch)
+        return run
 
     def train_mode(gpus: int) -> Callable[[], dict]:
         def run() -> dict:
@@ -142,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         ("both pixel (this project before)", with_config(interaction_map="pixel",
                                                          pair_geometry="pixel"), reference),
         ("features stored as float16", fp16_features, reference),
-        (f"fp16 autocast ({device.type})", fp16_autocast, reference),
+        (f"fp16 autocast ({device.type})", with_autocast(torch.float16), reference),
+        (f"bf16 autocast ({device.type})", with_autocast(torch.bfloat16), reference),
     ]
     global_bn = train_mode(1)()
     rows.append((f"BatchNorm per slice of {args.images // args.gpus} images (DataParallel x"

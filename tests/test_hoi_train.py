@@ -156,3 +156,17 @@ def test_zero_epochs_saves_the_untrained_model(data_root: Path, tmp_path: Path) 
     changed = [k for k, v in best["model"].items() if not torch.equal(v, trained["model"][k])]
     assert changed  # training moves the weights away from the saved initial ones
     assert all(torch.equal(v, same["model"][k]) for k, v in best["model"].items())  # seeded
+
+
+def test_non_finite_values_are_flagged_on_the_device_and_reported_with_their_first_step() -> None:
+    from hoi.training.train_heads import FiniteWatch
+
+    watch = FiniteWatch(torch.device("cpu"))
+    ok = {"visual": torch.zeros(2, 3), "graph": torch.zeros(2, 3)}
+    watch.update(ok, torch.tensor(1.0), 0)
+    watch.check(0, 10)  # nothing flagged: no error
+    watch.update(dict(ok, graph=torch.tensor([[0.0, float("nan"), 0.0]])), torch.tensor(1.0), 2)
+    watch.update(ok, torch.tensor(float("inf")), 3)
+    with pytest.raises(FloatingPointError, match=r"non-finite graph logits, loss at epoch 2, "
+                                                 r"iteration 3/10"):
+        watch.check(1, 10)

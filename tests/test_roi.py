@@ -78,3 +78,29 @@ def test_vsgnet_uses_the_configured_pooling() -> None:
             assert torch.allclose(got, model.human_block(pooled).mean(dim=(2, 3)))
     assert not torch.allclose(official_roi_pool(fmap, boxes, image, size, 3),
                               align_roi_pool(fmap, boxes, image, size, 3, 2))
+
+
+def test_official_pool_equals_the_crop_for_every_crop_shape_and_in_backward() -> None:
+    """Every (y1, y2) of a 25 x 25 map (and x1, x2 on a stride): one batched kernel equals
+    ``AdaptiveMaxPool2d(10)`` on the crop, values and gradients."""
+    g = torch.Generator().manual_seed(0)
+    fmap = torch.randn(1, 2, 25, 25, generator=g, requires_grad=True)
+    cells = torch.tensor([[x1, y1, x2, y2] for y1 in range(25) for y2 in range(y1, 25)
+                          for x1 in range(0, 25, 4) for x2 in range(x1, 25, 3)])
+    # boxes whose official cells are exactly these: continuous [x1, y1, x2 + 0.5, y2 + 0.5] in
+    # a 25 x 25-pixel image (+1 on left and top for the annotation convention)
+    boxes = torch.cat([cells[:, :2] + 1.0, cells[:, 2:] + 0.5], 1)
+    size = torch.tensor([[25.0, 25.0]])
+    image = torch.zeros(len(boxes), dtype=torch.int64)
+    assert torch.equal(official_cells(boxes, size[image], (25, 25)), cells)
+    got = official_roi_pool(fmap, boxes, image, size, 10)
+    expected = torch.stack([nn.functional.adaptive_max_pool2d(fmap[0, :, y1:y2 + 1, x1:x2 + 1], 10)
+                            for x1, y1, x2, y2 in cells.tolist()])
+    assert torch.equal(got, expected)
+    weights = torch.randn(got.shape, generator=g)
+    grad_got, = torch.autograd.grad((got * weights).sum(), fmap)
+    grad_expected, = torch.autograd.grad((expected * weights).sum(), fmap)
+    # the same argmax receives each bin's gradient; thousands of overlapping boxes sum in
+    # another order
+    torch.testing.assert_close(grad_got, grad_expected, rtol=1e-5,
+                               atol=1e-5 * float(grad_expected.abs().max()))

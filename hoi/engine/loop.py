@@ -40,6 +40,7 @@ from hoi.engine.checkpoint import (
 )
 from hoi.engine.distributed import DistInfo, all_gather_objects, barrier
 from hoi.engine.logging import LOGGER_NAME, MetricsWriter, setup_logging
+from hoi.engine.precision import resolve_amp
 from hoi.engine.seed import capture_rng_state, restore_rng_state, seed_everything
 
 CHECKPOINT_NAME = "checkpoint.pth"
@@ -57,11 +58,15 @@ class TrainState:
     model: nn.Module  # the DDP wrapper in a distributed run
     bare: nn.Module  # the model itself
     optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    use_amp: bool
+    scaler: torch.amp.GradScaler  # enabled for float16 autocast only
+    amp_dtype: torch.dtype | None  # autocast dtype (None: float32), hoi.engine.precision
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None  # stepped every iteration
     start_epoch: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def use_amp(self) -> bool:
+        return self.amp_dtype is not None
 
 
 def wrap_ddp(model: nn.Module, dist: DistInfo) -> nn.Module:
@@ -159,12 +164,14 @@ class Trainer:
         log.info("config:\n%s", to_yaml(self.cfg))
 
     def new_state(self, model: nn.Module, optimizer: torch.optim.Optimizer, amp: bool,
-                  scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> TrainState:
-        """The state of a fresh run: ``model`` (already on the device) wrapped for DDP, AMP and
-        its GradScaler only on a GPU."""
-        use_amp = amp and self.dist.device.type == "cuda"
-        scaler = torch.amp.GradScaler(self.dist.device.type, enabled=use_amp)
-        self.state = TrainState(wrap_ddp(model, self.dist), model, optimizer, scaler, use_amp,
+                  scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+                  amp_dtype: str = "fp16") -> TrainState:
+        """The state of a fresh run: ``model`` (already on the device) wrapped for DDP; autocast
+        only on a GPU (:func:`~hoi.engine.precision.resolve_amp`), a GradScaler only for
+        float16."""
+        dtype = resolve_amp(amp, amp_dtype, self.dist.device)
+        scaler = torch.amp.GradScaler(self.dist.device.type, enabled=dtype == torch.float16)
+        self.state = TrainState(wrap_ddp(model, self.dist), model, optimizer, scaler, dtype,
                                 scheduler)
         return self.state
 
@@ -189,7 +196,7 @@ class Trainer:
         rng = all_gather_objects(capture_rng_state())  # every rank's, so each resumes its own
         if dist.is_main:
             common = {"arch": self.arch(), "model": state.bare.state_dict(), "epoch": epoch,
-                      "config": to_dict(self.cfg),
+                      "config": to_dict(self.cfg), "amp_dtype": str(state.amp_dtype),
                       "metrics": {k: float(v) for k, v in metrics.items()},
                       **self.checkpoint_extra()}
             if best_path is not None:

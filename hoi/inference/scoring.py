@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from hoi.data.metadata import hico_metadata
+from hoi.engine.precision import autocast
 from hoi.evaluation import HOIResults
 from hoi.inputs.dataset import to_device
 from hoi.models.heads.base import InteractionHead
@@ -22,47 +23,73 @@ from hoi.models.heads.base import InteractionHead
 
 @dataclass
 class InferenceConfig:
-    batch_size: int = 16  # images per process
+    batch_size: int = 64  # images per process (no gradients held: larger than training's)
     min_score: float = 0.0  # rows with a lower score are not written
     max_per_image: int | None = None  # keep the top rows of each image (None: all)
 
 
-def _top_per_image(image: torch.Tensor, score: torch.Tensor, k: int) -> torch.Tensor:
-    """Row indices keeping the ``k`` best-scored rows of each image."""
-    order = torch.argsort(score, descending=True, stable=True)
-    order = order[torch.argsort(image[order], stable=True)]
-    img = image[order]
-    first = torch.searchsorted(img, img, right=False)
-    rank = torch.arange(len(img), device=img.device) - first
-    return order[rank < k]
+NOT_ALLOWED = -1.0  # the packed score of a verb the pair's object class does not allow
+PAIR_COLUMNS = 10  # image index, boxes_h (4), boxes_o (4), object class
 
 
-def batch_rows(model: InteractionHead, batch: dict[str, torch.Tensor], cfg: InferenceConfig,
-                     use_amp: bool = False) -> dict[str, torch.Tensor]:
-    """HOI rows of one batch (on its device): image_index, boxes_h, boxes_o, object, hoi, score."""
-    device = batch["features"].device
-    with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+def pair_scores(model: InteractionHead, batch: dict[str, torch.Tensor],
+                amp_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Everything a batch's rows need, as one float32 tensor on its device, (P, V + 10): the
+    final score of each verb (:data:`NOT_ALLOWED` where the object class forbids it), then the
+    pair's annotation image index, human box, object box and object class. One tensor, so
+    that one copy brings a batch to the host and nothing on the device waits for it (image
+    indices are exact in float32 below 2**24)."""
+    with autocast(batch["features"].device, amp_dtype):
         out = model(batch)
     log_p, valid = model.log_scores(out, batch)
-    pair, verb = torch.nonzero(valid, as_tuple=True)
-    score = log_p[pair, verb].exp()
-    obj = batch["labels_o"][batch["pair_o"][pair]]
-    pair_to_hoi = torch.as_tensor(hico_metadata().pair_to_hoi.copy(), device=device)
+    score = torch.where(valid, log_p.float().exp(), torch.full_like(log_p, NOT_ALLOWED,
+                                                                    dtype=torch.float32))
+    ph, po = batch["pair_h"], batch["pair_o"]
+    return torch.cat([
+        score,
+        batch["index"][batch["pair_image"]].float()[:, None],
+        batch["boxes_h"][ph].float(), batch["boxes_o"][po].float(),
+        batch["labels_o"][po].float()[:, None],
+    ], dim=1)
+
+
+def _top_per_image(image: np.ndarray, score: np.ndarray, k: int) -> np.ndarray:
+    """(N,) bool: the ``k`` best-scored rows of each image (ties: the earlier row)."""
+    order = np.lexsort((-score, image))  # by image, then by descending score, stable
+    img = image[order]
+    rank = np.arange(len(img)) - np.searchsorted(img, img, side="left")
+    keep = np.zeros(len(image), dtype=bool)
+    keep[order[rank < k]] = True
+    return keep
+
+
+def rows_of_pairs(packed: np.ndarray, cfg: InferenceConfig) -> dict[str, np.ndarray]:
+    """HOI rows (image_index, boxes_h, boxes_o, object, hoi, score) from the packed pair scores
+    of :func:`pair_scores` (on the host): one row per pair and allowed verb, in pair order."""
+    num_verbs = packed.shape[1] - PAIR_COLUMNS
+    score_all, info = packed[:, :num_verbs], packed[:, num_verbs:]
+    pair, verb = np.nonzero(score_all != NOT_ALLOWED)
+    score = score_all[pair, verb]
+    obj = info[pair, 9].astype(np.int64)
     rows = {
-        "image_index": batch["index"][batch["pair_image"][pair]],
-        "boxes_h": batch["boxes_h"][batch["pair_h"][pair]],
-        "boxes_o": batch["boxes_o"][batch["pair_o"][pair]],
+        "image_index": info[pair, 0].astype(np.int64),
+        "boxes_h": info[pair, 1:5], "boxes_o": info[pair, 5:9],
         "object": obj,
-        "hoi": pair_to_hoi[obj, verb],
-        "score": score,
+        "hoi": hico_metadata().pair_to_hoi[obj, verb].astype(np.int64),
+        "score": score.astype(np.float32),
     }
     keep = score >= cfg.min_score
     if cfg.max_per_image is not None:
-        idx = torch.nonzero(keep, as_tuple=True)[0]
-        idx = idx[_top_per_image(rows["image_index"][idx], score[idx], cfg.max_per_image)]
-        keep = torch.zeros_like(keep)
-        keep[idx] = True
+        keep &= _top_per_image(rows["image_index"], np.where(keep, score, -np.inf),
+                               cfg.max_per_image)
     return {k: v[keep] for k, v in rows.items()}
+
+
+def batch_rows(model: InteractionHead, batch: dict[str, torch.Tensor], cfg: InferenceConfig,
+               amp_dtype: torch.dtype | None = None) -> dict[str, np.ndarray]:
+    """HOI rows of one batch, as numpy arrays: every allowed verb of every pair, then the
+    ``min_score`` and ``max_per_image`` filters."""
+    return rows_of_pairs(pair_scores(model, batch, amp_dtype).cpu().numpy(), cfg)
 
 
 def concat_rows(parts: Iterable[dict[str, np.ndarray]],
@@ -78,15 +105,35 @@ def concat_rows(parts: Iterable[dict[str, np.ndarray]],
 
 @torch.inference_mode()
 def predict(model: InteractionHead, loader: Iterable[dict[str, torch.Tensor]], device: torch.device,
-            cfg: InferenceConfig, use_amp: bool = False,
+            cfg: InferenceConfig, amp_dtype: torch.dtype | None = None,
             progress: bool = False) -> list[dict[str, np.ndarray]]:
     """Rows (numpy dicts, one per batch) of every image ``loader`` gives; image_index is the
-    annotation image index."""
+    annotation image index. Each batch's scores reach the host in one copy, started without
+    waiting (pinned memory on a GPU) and read one batch later, while the device works on the
+    next."""
     model.eval()
-    parts = []
+    parts: list[dict[str, np.ndarray]] = []
+    pending: tuple[torch.Tensor, torch.cuda.Event | None] | None = None
+
+    def collect(item: tuple[torch.Tensor, torch.cuda.Event | None]) -> None:
+        host, done = item
+        if done is not None:
+            done.synchronize()
+        parts.append(rows_of_pairs(host.numpy(), cfg))
+
     for batch in tqdm(loader, desc="inference", leave=False, disable=not progress,
                       dynamic_ncols=True):
-        rows = batch_rows(model, to_device(batch, device), cfg, use_amp)
-        parts.append({k: v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy()
-                      for k, v in rows.items()})
+        packed = pair_scores(model, to_device(batch, device), amp_dtype)
+        if device.type == "cuda":
+            host = torch.empty(packed.shape, dtype=packed.dtype, pin_memory=True)
+            host.copy_(packed, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record()
+        else:
+            host, done = packed, None
+        if pending is not None:
+            collect(pending)
+        pending = (host, done)
+    if pending is not None:
+        collect(pending)
     return parts

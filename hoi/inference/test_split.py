@@ -14,6 +14,7 @@ from hoi.engine.checkpoint import check_arch
 from hoi.engine.distributed import DistInfo, all_gather_objects, barrier
 from hoi.engine.logging import LOGGER_NAME, setup_logging
 from hoi.engine.loop import load_model_state
+from hoi.engine.precision import resolve_amp
 from hoi.hoi_config import HOITrainConfig, model_arch, open_run_split
 from hoi.inference.scoring import concat_rows, predict
 from hoi.inputs.dataset import HOIDataset
@@ -69,8 +70,8 @@ def run_test(cfg: HOITrainConfig, ckpt: Mapping[str, Any], checkpoint: str | Pat
     loader = inference_loader(dataset, cfg.test.batch_size, cfg.data.workers, dist.rank,
                               dist.world_size,
                               dist.device.type == "cuda")
-    use_amp = cfg.amp and dist.device.type == "cuda"
-    parts = predict(head, loader, dist.device, cfg.test, use_amp, cfg.progress and dist.is_main)
+    amp_dtype = resolve_amp(cfg.amp, cfg.amp_dtype, dist.device)
+    parts = predict(head, loader, dist.device, cfg.test, amp_dtype, cfg.progress and dist.is_main)
     gathered = all_gather_objects(parts)
     out = Path(out)
     if dist.is_main:

@@ -117,8 +117,9 @@ def rebuild_extractor(recorded: Mapping[str, Any], source: str,
 
 def map_shape(extractor: FrozenFeatureExtractor, input_size: Sequence[int]) -> tuple[int, int, int]:
     """(C, H, W) of one image's map at ``input_size`` (H, W)."""
+    device = next(iter(extractor.state_dict().values())).device
     with torch.no_grad():
-        out = extractor(torch.zeros(1, 3, *input_size))
+        out = extractor(torch.zeros(1, 3, *input_size, device=device))
     return tuple(out.shape[1:])  # type: ignore[return-value]
 
 

@@ -24,6 +24,7 @@ from hoi.config import to_dict
 from hoi.engine.distributed import DistInfo, all_gather_variable, all_reduce_sum
 from hoi.engine.logging import LOGGER_NAME, MetricsWriter
 from hoi.engine.loop import CHECKPOINT_NAME, Trainer
+from hoi.engine.precision import autocast
 from hoi.models.attention import attention_classes
 from hoi.models.backbones import AttentionResNet, upgrade_backbone_record
 from hoi.models.weights import count_parameters, load_backbone_weights
@@ -156,7 +157,7 @@ class BackboneTrainer(Trainer):
             batch: Batch
             images = batch.images.to(device, non_blocking=True)
             targets = batch.targets.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=state.use_amp):
+            with autocast(device, state.amp_dtype):
                 logits = state.model(images)
                 loss = F.cross_entropy(logits, targets, label_smoothing=cfg.optim.label_smoothing)
             if not torch.isfinite(loss).item():

@@ -29,6 +29,7 @@ from hoi.engine.disk import require_free_space
 from hoi.engine.distributed import DistInfo, all_gather_objects, all_reduce_sum
 from hoi.engine.logging import LOGGER_NAME, MetricsWriter
 from hoi.engine.loop import Trainer
+from hoi.engine.precision import autocast
 from hoi.evaluation import evaluate
 from hoi.hoi_config import (
     LOSS_NORMALIZERS,
@@ -80,17 +81,35 @@ def set_epoch_lrs(optimizer: torch.optim.Optimizer, specs: list[dict[str, Any]],
         group["lr"] = spec["lr"] * (factor if spec["scheduled"] else 1.0)
 
 
-def check_finite(outputs: Mapping[str, torch.Tensor], loss: torch.Tensor, epoch: int, it: int,
-                 iters: int) -> None:
-    """Stop at the first non-finite value, naming the loss or the output it came from."""
-    bad = [f"{name} logits" for name, x in outputs.items() if not bool(torch.isfinite(x).all())]
-    if not bool(torch.isfinite(loss)):
-        bad.append(f"loss ({loss.item()})")
-    if bad:
+class FiniteWatch:
+    """Non-finite outputs or loss, flagged on the device at every step without waiting for it,
+    and read (one host synchronisation) by :meth:`check` every ``log_every`` steps and at the
+    end of the epoch; the error names what went non-finite and the first iteration it did."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.names: list[str] = []
+        self.flags = torch.zeros(0, dtype=torch.bool, device=device)
+        self.first = torch.full((), -1, dtype=torch.int64, device=device)
+
+    def update(self, outputs: Mapping[str, torch.Tensor], loss: torch.Tensor, it: int) -> None:
+        """Flag the non-finite values of iteration ``it`` (0-based)."""
+        if not self.names:
+            self.names = [f"{name} logits" for name in outputs] + ["loss"]
+            self.flags = torch.zeros(len(self.names), dtype=torch.bool, device=loss.device)
+        bad = torch.stack([~torch.isfinite(x).all() for x in outputs.values()]
+                          + [~torch.isfinite(loss)])
+        self.first = torch.where((self.first < 0) & bad.any(), it, self.first)
+        self.flags |= bad
+
+    def check(self, epoch: int, iters: int) -> None:
+        """Raise FloatingPointError if any flagged value was non-finite."""
+        if not self.names or not bool(self.flags.any()):
+            return
+        bad = [name for name, flag in zip(self.names, self.flags.tolist()) if flag]
         raise FloatingPointError(
-            f"non-finite {', '.join(bad)} at epoch {epoch + 1}, iteration {it + 1}/{iters}: "
-            "stopping (lower optim.lr, or resume from the last checkpoint)"
-        )
+            f"non-finite {', '.join(bad)} at epoch {epoch + 1}, iteration "
+            f"{int(self.first) + 1}/{iters}: stopping (lower optim.lr, or resume from the last "
+            "checkpoint)")
 
 
 def compute_loss(cfg: HOITrainConfig, head: InteractionHead, outputs: Mapping[str, torch.Tensor],
@@ -101,7 +120,7 @@ def compute_loss(cfg: HOITrainConfig, head: InteractionHead, outputs: Mapping[st
     of (total loss / global normaliser), whatever each process holds."""
     total = head.loss(outputs, batch)
     count = LOSS_NORMALIZERS[cfg.optim.loss_normalizer](batch) * batch["labels"].shape[1]
-    norm = all_reduce_sum(torch.tensor([float(count)], device=total.device))[0]
+    norm = all_reduce_sum(total.new_full((1,), float(count), dtype=torch.float32))[0]
     return total * world_size / norm.clamp(min=1.0), total.detach(), norm
 
 
@@ -157,27 +176,30 @@ class HeadsTrainer(Trainer):
         device = dist.device
         iters = len(self.loader)
         sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, normaliser, pairs, images
+        watch = FiniteWatch(device)
         start = time.time()
         bar = tqdm(self.loader, total=iters, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}",
                    leave=False,
                    disable=not (dist.is_main and cfg.progress), dynamic_ncols=True)
         for i, batch in enumerate(bar):
             batch = to_device(batch, device)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=state.use_amp):
+            with autocast(device, state.amp_dtype):
                 outputs = state.model(batch)
             loss, total, norm = compute_loss(cfg, state.bare, outputs, batch, dist.world_size)
-            check_finite(outputs, loss, epoch, i, iters)
+            watch.update(outputs, loss, i)
             self.optimizer_step(loss)
-            local = torch.tensor([total.item(), 0.0, batch["pair_h"].shape[0],
-                                  batch["features"].shape[0]],
-                                 dtype=torch.float64, device=device)
+            # running sums on the device: nothing here waits for the step to finish
+            sums[0] += total.double()
             if dist.is_main:
-                local[1] = norm.double()
-            sums += local
+                sums[1] += norm.double()
+            sums[2] += batch["pair_h"].shape[0]
+            sums[3] += batch["features"].shape[0]
             if (i + 1) % cfg.log_every == 0:
-                writer.write(epoch * iters + i, {"train/loss_iter": loss.item() / dist.world_size},
-                             epoch=epoch + 1)
-                bar.set_postfix(loss=f"{loss.item() / dist.world_size:.4f}")
+                watch.check(epoch, iters)
+                value = loss.item() / dist.world_size
+                writer.write(epoch * iters + i, {"train/loss_iter": value}, epoch=epoch + 1)
+                bar.set_postfix(loss=f"{value:.4f}")
+        watch.check(epoch, iters)
         total = all_reduce_sum(sums)
         elapsed = time.time() - start
         groups = state.optimizer.param_groups
@@ -211,7 +233,7 @@ class HeadsTrainer(Trainer):
         loader = inference_loader(self.val_set, cfg.test.batch_size, cfg.data.workers, dist.rank,
                                   dist.world_size,
                                   dist.device.type == "cuda")
-        parts = predict(self.state.bare, loader, dist.device, cfg.test, self.state.use_amp,
+        parts = predict(self.state.bare, loader, dist.device, cfg.test, self.state.amp_dtype,
                         cfg.progress and dist.is_main)
         gathered = all_gather_objects(parts)
         metrics: dict[str, float] = {}
@@ -268,7 +290,7 @@ class HeadsTrainer(Trainer):
 
         head = build_head(cfg.model).to(dist.device)
         optimizer, self.group_specs = build_optimizer(cfg, head)
-        self.new_state(head, optimizer, cfg.amp)
+        self.new_state(head, optimizer, cfg.amp, amp_dtype=cfg.amp_dtype)
         log.info("%s head: %.3fM parameters (%s)", cfg.model.name,
                  sum(p.numel() for p in head.parameters()) / 1e6,
                  ", ".join(f"{g['name']} {sum(p.numel() for p in g['params']) / 1e6:.3f}M"

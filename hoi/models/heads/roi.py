@@ -16,8 +16,7 @@ continuous span, bilinear samples, average pooling.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from torchvision.ops import roi_align
+from torchvision.ops import roi_align, roi_pool
 
 from hoi.data.boxes import PIXEL_OFFSET
 from hoi.registry import Table
@@ -70,25 +69,14 @@ def official_roi_pool(fmap: torch.Tensor, boxes: torch.Tensor, image: torch.Tens
         image: (K,) index of each box's map. image_size: (B, 2) ``[w, h]`` of each image.
         sampling_ratio: unused (every cell of the crop is read); the signature of ROI_POOLS.
 
-    Boxes with the same crop shape are pooled together by one ``adaptive_max_pool2d`` call
-    (the op the official code applies box by box), so the Python loop runs over distinct
-    crop shapes, not over boxes.
+    One batched kernel: torchvision's ``roi_pool`` on the integer cells with spatial scale 1
+    reads the same bins as ``AdaptiveMaxPool2d`` on the crop (bin i of n cells spans
+    ``floor(i n / out) .. ceil((i + 1) n / out)``), so it equals the official box-by-box pooling
+    bit for bit (tests/test_roi.py checks every crop shape of a 25 x 25 map).
     """
-    k = boxes.shape[0]
-    out = fmap.new_empty((k, fmap.shape[1], output_size, output_size))
-    if k == 0:
-        return out
-    cells = official_cells(boxes, image_size[image], (fmap.shape[2], fmap.shape[3])).to(fmap.device)
-    hw = torch.stack([cells[:, 3] - cells[:, 1] + 1, cells[:, 2] - cells[:, 0] + 1], dim=1)
-    shapes, group = torch.unique(hw, dim=0, return_inverse=True)
-    image = image.to(fmap.device)
-    for g, (ch, cw) in enumerate(shapes.tolist()):
-        idx = torch.nonzero(group == g).squeeze(1)
-        ys = cells[idx, 1, None] + torch.arange(ch, device=fmap.device)  # (n, ch)
-        xs = cells[idx, 0, None] + torch.arange(cw, device=fmap.device)  # (n, cw)
-        crops = fmap[image[idx, None, None], :, ys[:, :, None], xs[:, None, :]]  # (n, ch, cw, C)
-        out[idx] = F.adaptive_max_pool2d(crops.permute(0, 3, 1, 2), output_size)
-    return out
+    cells = official_cells(boxes, image_size[image], (fmap.shape[2], fmap.shape[3]))
+    rois = torch.cat([image[:, None].to(fmap.dtype), cells.to(fmap.dtype)], dim=1)
+    return roi_pool(fmap, rois, output_size, 1.0)
 
 
 def align_roi_pool(fmap: torch.Tensor, boxes: torch.Tensor, image: torch.Tensor,

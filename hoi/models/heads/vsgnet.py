@@ -95,7 +95,7 @@ class GroupBatchNorm2d(nn.BatchNorm2d):
                 and dist.get_world_size() > 1):
             return super().forward(x)
         xf = x.float()
-        n = torch.tensor([xf.numel() / xf.shape[1]], device=x.device, dtype=torch.float32)
+        n = xf.new_full((1,), xf.numel() / xf.shape[1])  # a fill on the device, no copy
         stats = torch.cat([n, xf.sum(dim=(0, 2, 3)), (xf * xf).sum(dim=(0, 2, 3))])
         stats = _AllReduceSum.apply(stats)
         c = x.shape[1]
