@@ -15,6 +15,13 @@
 # table then says under it which recipe each row used.
 # ARCHS="resnet50 sac_resnet50" limits the runs; EXTRA="optim.epochs=2" passes overrides to
 # every training run (e.g. a smoke test). Every step resumes where a killed run stopped.
+#
+# Disk: a row's features take 57 GiB (1024x25x25 float16, train + test), so rows run one at a
+# time and a row's cache is deleted once it is evaluated (KEEP_CACHES=1 keeps them). The cache
+# folder is CACHE (default: $OUT if set, else $DATA/cache), e.g. CACHE=/dev/shm/hoi on a machine
+# whose RAM holds a row. Before the first row, scripts/table_xi_plan.py prints each row's disk
+# need and stops in one line if one cannot fit. Extraction uses WORKERS decode processes
+# (default: cores - 1). A row already evaluated is skipped.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NGPU=${NGPU:-1}
@@ -25,7 +32,10 @@ ARCHS=${ARCHS:-"resnet50 gc_resnet50 sac_resnet50 resnet101 gc_resnet101 sac_res
 EXTRACT_ARGS=${EXTRACT_ARGS:-}
 EXTRA=${EXTRA:-}
 PY="${HOI_VENV:-$ROOT/.venv}/bin/python"
-export DATA OUT="$DATA/cache"
+CACHE=${CACHE:-${OUT:-$DATA/cache}}
+KEEP_CACHES=${KEEP_CACHES:-0}
+WORKERS=${WORKERS:-$(( $(nproc) > 1 ? $(nproc) - 1 : 1 ))}
+export DATA OUT="$CACHE"  # extract.sh writes $OUT/<arch>/features_<split>.h5
 
 # one pretraining recipe per table, checked before anything is extracted or written
 mixed=()
@@ -33,19 +43,36 @@ mixed=()
 # shellcheck disable=SC2086
 "$PY" -m hoi.pretrain.recipe --weights "$WEIGHTS" "${mixed[@]}" --out "$RUNS/pretraining_recipes.json" $ARCHS
 
+# the disk plan: every row must fit (alone, unless KEEP_CACHES=1) before anything is extracted
+keep=()
+[[ "$KEEP_CACHES" == 1 ]] && keep=(--keep-caches)
+# shellcheck disable=SC2086
+"$PY" "$ROOT/scripts/table_xi_plan.py" --data "$DATA" --cache "$CACHE" --runs "$RUNS" \
+  --ngpu "$NGPU" "${keep[@]}" $ARCHS
+
 for arch in $ARCHS; do
+  run="$RUNS/vsgnet_$arch"
+  if [[ -f "$run/eval_test2015.json" ]]; then
+    echo "[table-xi] $arch: already evaluated ($run/eval_test2015.json)"
+    continue
+  fi
   weights="$WEIGHTS/$arch.pth"
   for split in train2015 test2015; do
     # shellcheck disable=SC2086
-    bash "$ROOT/scripts/extract.sh" "$NGPU" "$split" "$arch" "$weights" $EXTRACT_ARGS
+    bash "$ROOT/scripts/extract.sh" "$NGPU" "$split" "$arch" "$weights" --workers "$WORKERS" \
+      $EXTRACT_ARGS
   done
-  run="$RUNS/vsgnet_$arch"
   resume=()
   [[ -f "$run/checkpoint.pth" ]] && resume=(--resume)
   # shellcheck disable=SC2086
   bash "$ROOT/scripts/train.sh" "$NGPU" "$ROOT/configs/hico/vsgnet_$arch.yaml" \
-    "data.root=$DATA" "output_dir=$run" $EXTRA "${resume[@]}"
+    "data.root=$DATA" "data.features=$CACHE/{arch}/features_{split}.h5" "output_dir=$run" \
+    $EXTRA "${resume[@]}"
   bash "$ROOT/scripts/eval.sh" "$run/best.pth"
+  if [[ "$KEEP_CACHES" != 1 && -f "$run/eval_test2015.json" ]]; then
+    rm -rf "${CACHE:?}/$arch"
+    echo "[table-xi] $arch: evaluated; its cache $CACHE/$arch deleted (KEEP_CACHES=1 keeps it)"
+  fi
 done
 
 "$PY" - "$RUNS" $ARCHS <<'PY'
