@@ -25,6 +25,10 @@ class UserError(Exception):
     """Base class of errors caused by the user's input, with a message that says what to fix."""
 
 
+class NonFiniteError(UserError, FloatingPointError):
+    """Training produced a NaN or infinite value: one line naming where, and what to do."""
+
+
 class DiskFullError(UserError, OSError):
     """Not enough free disk space for what a stage is about to write, or the disk filled up."""
 

@@ -552,3 +552,13 @@ def test_pretrain_errors_are_the_same_one_line(tmp_path, capsys) -> None:
                      f"data.root={missing}", f"output_dir={tmp_path / 'run'}", "device=cpu"])
     line = one_error(capsys.readouterr().err, missing)
     assert code == 2 and line.startswith("error: ")
+
+
+def test_a_training_that_goes_non_finite_stops_in_one_line(run_dir, tmp_path, capsys) -> None:
+    root, _ = run_dir
+    out = tmp_path / "nan_run"
+    code = hoi_main(["train", "--config", str(REPO / "configs/hico/base.yaml"),
+                     *run_overrides(root, out, **{"optim.epochs": 2, "optim.lr": 1e30,
+                                                  "model.spatial_lr": 1e30})])
+    line = one_error(capsys.readouterr().err, "non-finite", "epoch 1, iteration")
+    assert code == 2 and "lower optim.lr" in line

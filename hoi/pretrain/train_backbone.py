@@ -25,6 +25,7 @@ from hoi.engine.distributed import DistInfo, all_gather_variable, all_reduce_sum
 from hoi.engine.logging import LOGGER_NAME, MetricsWriter
 from hoi.engine.loop import CHECKPOINT_NAME, Trainer
 from hoi.engine.precision import autocast
+from hoi.errors import NonFiniteError
 from hoi.models.attention import attention_classes
 from hoi.models.backbones import AttentionResNet, upgrade_backbone_record
 from hoi.models.weights import count_parameters, load_backbone_weights
@@ -161,7 +162,7 @@ class BackboneTrainer(Trainer):
                 logits = state.model(images)
                 loss = F.cross_entropy(logits, targets, label_smoothing=cfg.optim.label_smoothing)
             if not torch.isfinite(loss).item():
-                raise FloatingPointError(
+                raise NonFiniteError(
                     f"training loss is {loss.item()} at epoch {epoch + 1}, iteration "
                     f"{i + 1}/{iters}: "
                     f"stopping (lower optim.lr, or resume from the last checkpoint)"

@@ -30,6 +30,7 @@ from hoi.engine.distributed import DistInfo, all_gather_objects, all_reduce_sum
 from hoi.engine.logging import LOGGER_NAME, MetricsWriter
 from hoi.engine.loop import Trainer
 from hoi.engine.precision import autocast
+from hoi.errors import NonFiniteError
 from hoi.evaluation import evaluate
 from hoi.hoi_config import (
     LOSS_NORMALIZERS,
@@ -102,11 +103,11 @@ class FiniteWatch:
         self.flags |= bad
 
     def check(self, epoch: int, iters: int) -> None:
-        """Raise FloatingPointError if any flagged value was non-finite."""
+        """Raise NonFiniteError (one line at the command line) if a flagged value was non-finite."""
         if not self.names or not bool(self.flags.any()):
             return
         bad = [name for name, flag in zip(self.names, self.flags.tolist()) if flag]
-        raise FloatingPointError(
+        raise NonFiniteError(
             f"non-finite {', '.join(bad)} at epoch {epoch + 1}, iteration "
             f"{int(self.first) + 1}/{iters}: stopping (lower optim.lr, or resume from the last "
             "checkpoint)")
