@@ -49,26 +49,18 @@ def amp_dtype(choice: str, device: torch.device) -> torch.dtype | None:
     return torch.float16
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--images", type=int, default=16)
-    p.add_argument("--humans", type=int, default=3)
-    p.add_argument("--objects", type=int, default=5)
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--amp", default="auto", choices=["auto", "off", "fp16", "bf16"])
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+def measure_step(device: torch.device, images: int = 16, humans: int = 3, objects: int = 5,
+                 steps: int = 5, amp: str = "auto") -> dict:
+    """The heads' training step on ``device``: operator calls, median wall time, pairs/s, peak
+    memory and (CUDA) whether the step synchronised with the host."""
     torch.manual_seed(0)
-    device = torch.device(args.device)
     cfg = load_config()
     model = build_head(cfg.model).to(device).train()
     optimizer, _ = build_optimizer(cfg, model)
-    batch = random_batch(args.images, args.humans, args.objects, labels=True)
+    batch = random_batch(images, humans, objects, labels=True)
     batch = {k: v.to(device) for k, v in batch.items()}
     batch["features"] = batch["features"].half()  # as the cache stores them
-    dtype = amp_dtype(args.amp, device)
+    dtype = amp_dtype(amp, device)
     pairs = int(batch["pair_h"].shape[0])
 
     def step() -> torch.Tensor:
@@ -86,11 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     counter = OpCounter()
     with counter:
         step()
-    calls = sum(counter.counts.values())
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = []
-    for _ in range(args.steps):
+    for _ in range(steps):
         sync()
         start = time.perf_counter()
         step()
@@ -101,25 +92,47 @@ def main(argv: list[str] | None = None) -> int:
         peak = f"{torch.cuda.max_memory_allocated() / 2**20:.0f} MiB (CUDA allocated)"
     else:
         peak = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB (process RSS)"
-    print(f"heads step, {args.images} images x {args.humans} humans x {args.objects} objects "
-          f"({pairs} pairs), device {device}"
-          f"{' ' + torch.cuda.get_device_name() if device.type == 'cuda' else ''}, "
-          f"amp {dtype if dtype else 'off'}, {torch.get_num_threads()} CPU thread(s)")
-    print("| operator calls per step | wall time per step (median) | pairs/s | peak memory |")
-    print("|---|---|---|---|")
-    print(f"| {calls:,} | {wall * 1000:.1f} ms | {pairs / wall:,.0f} | {peak} |")
-    top = ", ".join(f"{name} {n}" for name, n in counter.counts.most_common(8))
-    print(f"most frequent: {top}")
+    syncs = None
     if device.type == "cuda":
         torch.cuda.set_sync_debug_mode("error")
         try:
             step()
-            sync_note = "none: the step ran under set_sync_debug_mode('error')"
+            syncs = ""
         except RuntimeError as err:
-            sync_note = f"SYNCHRONISES: {str(err).splitlines()[0]}"
+            syncs = str(err).splitlines()[0]
         finally:
             torch.cuda.set_sync_debug_mode(0)
-        print(f"host synchronisations in a step: {sync_note}")
+    return {"calls": sum(counter.counts.values()), "top": counter.counts.most_common(8),
+            "wall_s": wall, "pairs": pairs, "images": images, "pairs_per_s": pairs / wall,
+            "images_per_s": images / wall, "peak": peak, "amp": dtype, "syncs": syncs}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--images", type=int, default=16)
+    p.add_argument("--humans", type=int, default=3)
+    p.add_argument("--objects", type=int, default=5)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--amp", default="auto", choices=["auto", "off", "fp16", "bf16"])
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    r = measure_step(device, args.images, args.humans, args.objects, args.steps, args.amp)
+    print(f"heads step, {args.images} images x {args.humans} humans x {args.objects} objects "
+          f"({r['pairs']} pairs), device {device}"
+          f"{' ' + torch.cuda.get_device_name() if device.type == 'cuda' else ''}, "
+          f"amp {r['amp'] if r['amp'] else 'off'}, {torch.get_num_threads()} CPU thread(s)")
+    print("| operator calls per step | wall time per step (median) | pairs/s | peak memory |")
+    print("|---|---|---|---|")
+    print(f"| {r['calls']:,} | {r['wall_s'] * 1000:.1f} ms | {r['pairs_per_s']:,.0f} | "
+          f"{r['peak']} |")
+    print(f"most frequent: {', '.join(f'{name} {n}' for name, n in r['top'])}")
+    if r["syncs"] is not None:
+        note = ("none: the step ran under set_sync_debug_mode('error')" if not r["syncs"]
+                else f"SYNCHRONISES: {r['syncs']}")
+        print(f"host synchronisations in a step: {note}")
     return 0
 
 

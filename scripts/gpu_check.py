@@ -21,6 +21,15 @@ Checks (``--quick``: the same at toy sizes, a few minutes on a CPU):
 - ``vsgnet_train``: ``hoi train``'s loop (Table XI heads, 1024 channels, batch 16) on a
   synthetic split: pairs/s and peak GPU memory.
 - ``test_eval``: ``hoi test`` and ``hoi eval --setting both`` on that run's checkpoint.
+- ``heads_step``: the heads' training step alone (scripts/bench_heads.py: Table XI batch, 384
+  pairs): images/s, operator calls; on CUDA it fails if the step synchronises with the host
+  (``torch.cuda.set_sync_debug_mode("error")``).
+- ``loader``: ``hoi train``'s DataLoader alone at 1024 channels with 1, 4, 8 and cores - 1
+  workers (those the machine has): images/s.
+- ``decode``: JPEG decode + 400x400 resize with cores - 1 processes at once: images/s.
+- ``disk``: free space on the output's filesystem and on ``/dev/shm``.
+- ``plan``: Table XI on this machine from the rates above: per row disk, extraction, training
+  (50 epochs) and test time, and which resource limits each.
 
 Writes ``DIR/gpu_check.json`` (``{"checks": [{"name", "status", "figure", "detail"}]}``) and
 prints the table; exit status 1 when a check failed.
@@ -71,6 +80,8 @@ class Sizes:
     train_iters: int
     channels: int
     test_images: int
+    step_images: int = 16
+    loader_images: int = 96
 
 
 FULL = Sizes(det_images=24, det_min_size=800, det_max_size=1333, ext_images=256, ext_batch=32,
@@ -82,7 +93,7 @@ QUICK = Sizes(det_images=2, det_min_size=160, det_max_size=240, ext_images=4, ex
               ext_size=128,
               decode_s=0.5, pre_crop=32, pre_images=4, pre_epochs=2, train_images=24, train_batch=4,
               train_iters=3,
-              channels=1024, test_images=8)
+              channels=1024, test_images=8, step_images=2, loader_images=16)
 
 
 def _env() -> dict[str, str]:
@@ -219,6 +230,7 @@ def check_extract(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
             n += sizes.ext_batch
         _sync(device)
     rate = n / (time.perf_counter() - t0)
+    RATES["extract_images_per_s"] = rate
     decode = _decode_rate(sizes.decode_s)
     workers = max(1, (os.cpu_count() or 1) - 1)
     limit = "the GPU" if rate < decode * workers else f"JPEG decoding ({workers} workers)"
@@ -449,6 +461,7 @@ def check_test_eval(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
           str(out / "hoi_data" / "instances_test2015.json"),
           "--detections", str(results), "--setting", "both", "--json", str(out / "eval.json")],
           out / "eval.log", 600)
+    RATES["test_images_per_s"] = sizes.test_images / t_test
     ev = json.loads((out / "eval.json").read_text())
     full = {k: ev[k]["full"] for k in ("default", "known_object") if k in ev}
     ok = len(full) == 2 and all(math.isfinite(v) and 0 <= v <= 1 for v in full.values())
@@ -460,10 +473,137 @@ def check_test_eval(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
         f"(random features: only that it runs)")
 
 
+RATES: dict[str, float] = {}  # figures later checks (the plan) build on, by name
+HICO = {"train": 38118, "test": 9658, "train_used": 36212}  # images; train_used: 95 % of train
+EPOCHS = 50  # the SAC paper's schedule (configs/hico/base.yaml)
+
+
+def _worker_counts() -> list[int]:
+    cores = os.cpu_count() or 1
+    return sorted({w for w in (1, 4, 8, cores - 1) if 1 <= w <= max(1, cores - 1)})
+
+
+def check_heads_step(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
+    from bench_heads import measure_step
+
+    r = measure_step(device, images=sizes.step_images, steps=3)
+    RATES["heads_images_per_s"] = r["images_per_s"]
+    sync = ("no host synchronisation (sync debug mode 'error')" if r["syncs"] == ""
+            else "sync check: CUDA only" if r["syncs"] is None
+            else f"SYNCHRONISES: {r['syncs']}")
+    status = "fail" if r["syncs"] else "pass"
+    return status, f"{r['images_per_s']:.1f} images/s, {r['pairs_per_s']:.0f} pairs/s", (
+        f"model-only training step, {r['images']} images, {r['pairs']} pairs, "
+        f"{r['calls']:,} operator calls, {r['wall_s'] * 1000:.0f} ms, amp {r['amp'] or 'off'}, "
+        f"{r['peak']}; {sync}")
+
+
+def check_loader(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
+    from bench_vsgnet import bench_loader, make_cache
+
+    from hoi.data.cache import FeatureFile, ProposalFile
+    from hoi.inputs.dataset import HOIDataset
+    from hoi.inputs.pairs import PairConfig
+
+    root = out / "loader_cache"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    try:
+        anno = make_cache(root, sizes.loader_images, sizes.channels, 25, 3, 5)
+        dataset = HOIDataset(anno, ProposalFile(root / "det.h5"), FeatureFile(root / "feat.h5"),
+                             range(sizes.loader_images), PairConfig(), with_labels=True)
+        rates = {w: bench_loader(dataset, 16, w, 2)[0] for w in _worker_counts()}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    best = max(rates, key=rates.get)
+    RATES["loader_images_per_s"] = rates[best]
+    figure = ", ".join(f"{w} worker{'s' if w > 1 else ''} {r:.0f}"
+                       for w, r in rates.items()) + " images/s"
+    return "pass", figure, (f"hoi train's DataLoader alone, batch 16, {sizes.channels}x25x25 "
+                            f"float16 maps from the page cache ({sizes.loader_images} images); "
+                            f"best with {best} worker(s)")
+
+
+def _decode_worker(seconds: float) -> float:
+    import torch
+
+    torch.set_num_threads(1)
+    from rehearse_full_scale import _decode_rate
+
+    return _decode_rate(seconds)
+
+
+def check_decode(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
+    from concurrent.futures import ProcessPoolExecutor
+
+    workers = max(1, (os.cpu_count() or 1) - 1)
+    with ProcessPoolExecutor(workers) as pool:
+        rates = list(pool.map(_decode_worker, [sizes.decode_s] * workers))
+    RATES["decode_images_per_s"] = sum(rates)
+    return "pass", f"{sum(rates):.0f} images/s with {workers} process(es)", (
+        f"JPEG decode + 400x400 resize + normalise of a 640x480 photo-like JPEG, {workers} "
+        f"processes at once ({min(rates):.0f}-{max(rates):.0f} images/s each): what feeds "
+        "extraction with that many workers")
+
+
+def check_disk(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
+    from hoi.engine.disk import free_bytes, human_bytes
+
+    free_out = free_bytes(out)
+    shm = Path("/dev/shm")
+    free_shm = free_bytes(shm) if shm.is_dir() else 0
+    RATES["free_out"], RATES["free_shm"] = free_out, free_shm
+    return "pass", f"{human_bytes(free_out)} free at --out, {human_bytes(free_shm)} on /dev/shm", (
+        f"--out {out}; /dev/shm {'present' if shm.is_dir() else 'absent'}")
+
+
+def check_plan(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
+    from table_xi_plan import feature_bytes
+
+    from hoi.engine.disk import human_bytes
+
+    needed = ("extract_images_per_s", "heads_images_per_s", "loader_images_per_s",
+              "decode_images_per_s")
+    missing = [k for k in needed if k not in RATES]
+    if missing:
+        return "skip", "-", f"needs the rates of the checks before it ({', '.join(missing)})"
+    row_bytes = feature_bytes("sac_resnet50", HICO["train"] + HICO["test"], (400, 400))
+    extract = min(RATES["extract_images_per_s"], RATES["decode_images_per_s"])
+    extract_by = ("the backbone on the device"
+                  if RATES["extract_images_per_s"] <= RATES["decode_images_per_s"]
+                  else "JPEG decode")
+    train = min(RATES["heads_images_per_s"], RATES["loader_images_per_s"])
+    train_by = "heads" if RATES["heads_images_per_s"] <= RATES["loader_images_per_s"] else "loader"
+    test = RATES.get("test_images_per_s", RATES["heads_images_per_s"] * 3)
+    hours = {"extract": (HICO["train"] + HICO["test"]) / extract / 3600,
+             "train": EPOCHS * HICO["train_used"] / train / 3600,
+             "test": HICO["test"] / test / 3600}
+    where = ("--out" if row_bytes <= RATES["free_out"] else
+             "/dev/shm (CACHE=/dev/shm/hoi)" if row_bytes <= RATES["free_shm"] else "nowhere")
+    total = sum(hours.values())
+    lines = ["| row | features | cache on | extraction h | training h (50 epochs) | test h |",
+             "|---|---:|---|---:|---:|---:|"]
+    for arch in ("resnet50", "gc_resnet50", "sac_resnet50", "resnet101", "gc_resnet101",
+                 "sac_resnet101"):
+        lines.append(f"| {arch} | {human_bytes(row_bytes)} | {where} | {hours['extract']:.2f} | "
+                     f"{hours['train']:.2f} | {hours['test']:.2f} |")
+    (out / "table_xi_plan.md").write_text(
+        "\n".join(lines) + f"\n\nExtraction limited by {extract_by}, training by the {train_by}; "
+        "every row at the SAC-ResNet-50 extraction rate (ResNet-101 rows extract more slowly); "
+        "test at hoi test's rate on the check's images, start-up included.\n")
+    status = "pass" if where != "nowhere" else "fail"
+    return status, f"{total:.1f} h per row, {6 * total:.0f} h for the six rows", (
+        f"per row: extraction {hours['extract']:.2f} h (limit: {extract_by}), training "
+        f"{hours['train']:.2f} h (limit: {train_by}), test {hours['test']:.2f} h; features "
+        f"{human_bytes(row_bytes)} a row, cache on {where}; table in {out / 'table_xi_plan.md'}")
+
+
 CHECKS: list[tuple[str, Callable]] = [
     ("env", check_env), ("ops", check_ops), ("detect", check_detect), ("extract", check_extract),
     ("fp16", check_fp16), ("pretrain_resume", check_pretrain_resume), ("ddp", check_ddp),
     ("vsgnet_train", check_vsgnet_train), ("test_eval", check_test_eval),
+    ("heads_step", check_heads_step), ("loader", check_loader), ("decode", check_decode),
+    ("disk", check_disk), ("plan", check_plan),
 ]
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The first thing to run on a GPU machine (under 8 minutes on one GPU): every GPU-dependent piece
+# The first thing to run on a GPU machine (not yet timed on a GPU): every GPU-dependent piece
 # of the pipeline once, each check pass/fail/skip with its figure. See scripts/gpu_check.py.
 #
 #   bash scripts/gpu_check.sh [--quick] [--device cuda|cpu] [--out DIR]

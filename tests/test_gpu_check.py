@@ -11,7 +11,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKS = ["env", "ops", "detect", "extract", "fp16", "pretrain_resume", "ddp", "vsgnet_train",
-          "test_eval"]
+          "test_eval", "heads_step", "loader", "decode", "disk", "plan"]
 
 
 def test_quick_cpu_run_passes(tmp_path) -> None:
@@ -31,3 +31,10 @@ def test_quick_cpu_run_passes(tmp_path) -> None:
     assert "identical" in rows["pretrain_resume"]["figure"]
     assert "gloo" in rows["ddp"]["detail"] and "pairs/s" in rows["vsgnet_train"]["figure"]
     assert report["meta"] == {**report["meta"], "device": "cpu", "quick": True}
+    assert "operator calls" in rows["heads_step"]["detail"]
+    assert "sync check: CUDA only" in rows["heads_step"]["detail"]
+    assert "1 worker " in rows["loader"]["figure"] and "/dev/shm" in rows["disk"]["figure"]
+    # the plan: six rows with disk and times, from the rates measured above
+    plan = (tmp_path / "table_xi_plan.md").read_text()
+    assert plan.count("| ") >= 8 and "| sac_resnet101 |" in plan and "limited by" in plan
+    assert "h per row" in rows["plan"]["figure"]
