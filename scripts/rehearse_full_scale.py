@@ -93,6 +93,20 @@ def _memory(pid: int) -> int:
         return 0
 
 
+def _high_water(pid: int) -> int:
+    """The process's own peak resident size since its exec (``VmHWM``, bytes; 0 if gone).
+    Unlike ``ru_maxrss`` from wait4, it does not start from the size of the process that forked
+    it (the driver)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    return 0
+
+
 def _tree_rss(root: int) -> int:
     """Memory (bytes) of ``root`` and all its descendants: the sum of their proportional set
     sizes."""
@@ -131,19 +145,18 @@ def run_measured(stage: str, cmd: Sequence[str], out: Path, log: Path,
         done = threading.Event()
 
         def poll() -> None:
+            # the tree's summed PSS, and the main process's own high-water mark, which keeps
+            # a peak that falls between two samples; densely in the first second (short stages)
             while not done.is_set():
-                peak[0] = max(peak[0], _tree_rss(proc.pid))
-                done.wait(poll_s)
+                peak[0] = max(peak[0], _tree_rss(proc.pid), _high_water(proc.pid))
+                done.wait(min(poll_s, 0.02) if time.perf_counter() - start < 1.0 else poll_s)
 
         thread = threading.Thread(target=poll, daemon=True)
         thread.start()
-        # wait4: the exit status and the child's own peak RSS (ru_maxrss, KiB), which a short
-        # stage can finish before the first sample of the tree sees its peak
-        _, status, usage = os.wait4(proc.pid, 0)
+        # not wait4's ru_maxrss: a spawned child's starts from the driver's resident size
+        rc = proc.wait()
         done.set()
         thread.join()
-        rc = proc.returncode = os.waitstatus_to_exitcode(status)
-        peak[0] = max(peak[0], usage.ru_maxrss * 1024)
     wall = time.perf_counter() - start
     if rc != 0:
         tail = log.read_text()[-3000:]

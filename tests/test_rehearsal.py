@@ -46,3 +46,19 @@ def test_tiny_fraction(tmp_path, shared_dir) -> None:
     assert {"default", "known_object"} <= set(evaluation)
     md = (out / "costs.md").read_text()
     assert "| features_train |" in md and "16 of the real 1024 channels" in md
+
+
+def test_peak_memory_is_the_stages_own_not_the_drivers(tmp_path, monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    from rehearse_full_scale import run_measured
+
+    ballast = bytearray(400 * 2**20)  # the driver's resident size, which a spawned child
+    ballast[::4096] = b"\x01" * len(ballast[::4096])  # inherits in wait4's ru_maxrss
+    small = run_measured("small", [sys.executable, "-c", "pass"], tmp_path, tmp_path / "s.log")
+    assert small["peak_rss_mb"] < 100, small
+    # a peak that lasts a fraction of a second is still seen (its own high-water mark)
+    code = ("import time; b = bytearray(300 * 2**20); b[::4096] = b'\\x01' * len(b[::4096]); "
+            "del b; time.sleep(0.3)")
+    brief = run_measured("brief", [sys.executable, "-c", code], tmp_path, tmp_path / "b.log")
+    assert 300 <= brief["peak_rss_mb"] < 380, brief
+    del ballast
