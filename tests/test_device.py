@@ -7,13 +7,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hoi.engine.finite import FiniteWatch
 from hoi.hoi_config import load_config
 from hoi.inference.scoring import PAIR_COLUMNS, pair_scores
 from hoi.inputs.random_batch import random_batch
 from hoi.models.backbones import backbone_config
 from hoi.models.extractor import build_extractor, map_shape
 from hoi.models.heads import build_head
-from hoi.training.train_heads import FiniteWatch, build_optimizer, compute_loss
+from hoi.training.train_heads import build_optimizer, compute_loss
 
 META = torch.device("meta")
 

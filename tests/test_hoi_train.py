@@ -159,7 +159,7 @@ def test_zero_epochs_saves_the_untrained_model(data_root: Path, tmp_path: Path) 
 
 
 def test_non_finite_values_are_flagged_on_the_device_and_reported_with_their_first_step() -> None:
-    from hoi.training.train_heads import FiniteWatch
+    from hoi.engine.finite import FiniteWatch
 
     watch = FiniteWatch(torch.device("cpu"))
     ok = {"visual": torch.zeros(2, 3), "graph": torch.zeros(2, 3)}

@@ -27,10 +27,10 @@ from tqdm import tqdm
 from hoi.data.annotations import pair_counts, subset_annotations
 from hoi.engine.disk import require_free_space
 from hoi.engine.distributed import DistInfo, all_gather_objects, all_reduce_sum
+from hoi.engine.finite import FiniteWatch
 from hoi.engine.logging import LOGGER_NAME, MetricsWriter
 from hoi.engine.loop import Trainer
 from hoi.engine.precision import autocast
-from hoi.errors import NonFiniteError
 from hoi.evaluation import evaluate
 from hoi.hoi_config import (
     LOSS_NORMALIZERS,
@@ -80,37 +80,6 @@ def set_epoch_lrs(optimizer: torch.optim.Optimizer, specs: list[dict[str, Any]],
     factor = lr_multiplier(cfg, epoch)
     for group, spec in zip(optimizer.param_groups, specs):
         group["lr"] = spec["lr"] * (factor if spec["scheduled"] else 1.0)
-
-
-class FiniteWatch:
-    """Non-finite outputs or loss, flagged on the device at every step without waiting for it,
-    and read (one host synchronisation) by :meth:`check` every ``log_every`` steps and at the
-    end of the epoch; the error names what went non-finite and the first iteration it did."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.names: list[str] = []
-        self.flags = torch.zeros(0, dtype=torch.bool, device=device)
-        self.first = torch.full((), -1, dtype=torch.int64, device=device)
-
-    def update(self, outputs: Mapping[str, torch.Tensor], loss: torch.Tensor, it: int) -> None:
-        """Flag the non-finite values of iteration ``it`` (0-based)."""
-        if not self.names:
-            self.names = [f"{name} logits" for name in outputs] + ["loss"]
-            self.flags = torch.zeros(len(self.names), dtype=torch.bool, device=loss.device)
-        bad = torch.stack([~torch.isfinite(x).all() for x in outputs.values()]
-                          + [~torch.isfinite(loss)])
-        self.first = torch.where((self.first < 0) & bad.any(), it, self.first)
-        self.flags |= bad
-
-    def check(self, epoch: int, iters: int) -> None:
-        """Raise NonFiniteError (one line at the command line) if a flagged value was non-finite."""
-        if not self.names or not bool(self.flags.any()):
-            return
-        bad = [name for name, flag in zip(self.names, self.flags.tolist()) if flag]
-        raise NonFiniteError(
-            f"non-finite {', '.join(bad)} at epoch {epoch + 1}, iteration "
-            f"{int(self.first) + 1}/{iters}: stopping (lower optim.lr, or resume from the last "
-            "checkpoint)")
 
 
 def compute_loss(cfg: HOITrainConfig, head: InteractionHead, outputs: Mapping[str, torch.Tensor],
@@ -177,7 +146,7 @@ class HeadsTrainer(Trainer):
         device = dist.device
         iters = len(self.loader)
         sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, normaliser, pairs, images
-        watch = FiniteWatch(device)
+        watch = FiniteWatch(device, self.checkpoint_path)
         start = time.time()
         bar = tqdm(self.loader, total=iters, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}",
                    leave=False,
