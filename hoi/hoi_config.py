@@ -21,9 +21,19 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from hoi.config import ConfigError, build_config, peek
+from hoi.config import (
+    AT_LEAST_ONE,
+    NON_NEGATIVE,
+    POSITIVE,
+    SEED,
+    Check,
+    ConfigError,
+    build_config,
+    one_of,
+    peek,
+)
 from hoi.engine.checkpoint import CheckpointError
 from hoi.engine.logging import LOGGER_NAME
 from hoi.engine.precision import AMP_DTYPES
@@ -52,6 +62,15 @@ SELECT_METRICS = Table("select_metric", {
 
 @dataclass
 class OptimConfig:
+    RANGES: ClassVar[dict[str, Check]] = {
+        "epochs": NON_NEGATIVE, "batch_size": AT_LEAST_ONE, "lr": POSITIVE,
+        "lr_factor": POSITIVE,
+        "lr_factor_epochs": Check(ge=0, size=2, why="[first, last] epoch, 1-based, inclusive"),
+        "momentum": Check(ge=0, lt=1), "weight_decay": NON_NEGATIVE,
+        "clip_grad_norm": Check(gt=0, why="null: no clipping"),
+        "iters_per_epoch": Check(ge=1, why="null: the whole set"),
+    }
+
     epochs: int = 50  # 0: save the untrained model (best.pth) as a baseline and stop
     batch_size: int = 16  # images, total over all processes
     lr: float = 0.001  # every parameter group the head marks as scheduled
@@ -69,6 +88,12 @@ class OptimConfig:
 
 @dataclass
 class HOITrainConfig:
+    RANGES: ClassVar[dict[str, Check]] = {
+        "device": one_of("auto", "cuda", "cpu"), "seed": SEED, "eval_every": AT_LEAST_ONE,
+        "log_every": AT_LEAST_ONE, "stop_after_epoch": Check(ge=1, why="null: run every epoch"),
+        "dist_timeout_s": POSITIVE,
+    }
+
     arch: str = "sac_resnet50"  # the backbone that made the features (hoi.models.backbones.ARCHS)
     data: DataConfig = field(default_factory=DataConfig)
     pairs: PairConfig = field(default_factory=PairConfig)
@@ -114,13 +139,12 @@ def validate(cfg: HOITrainConfig) -> None:
                          (AMP_DTYPES, cfg.amp_dtype)):
         table.check(value)
     HEADS[cfg.model.name].validate(cfg.model)
-    if len(cfg.optim.lr_factor_epochs) != 2:
-        raise ConfigError("optim.lr_factor_epochs must be [first, last], got "
-                          f"{list(cfg.optim.lr_factor_epochs)}")
-    if not 0.0 <= cfg.data.val_fraction < 1.0:
-        raise ConfigError(f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction}")
-    if cfg.optim.batch_size < 1 or cfg.optim.epochs < 0:
-        raise ConfigError("optim.batch_size must be positive and optim.epochs not negative")
+    # single keys are checked where they are declared (the RANGES of each dataclass, by
+    # build_config); what is left here relates keys to one another
+    first, last = cfg.optim.lr_factor_epochs
+    if first > last:
+        raise ConfigError(f"optim.lr_factor_epochs=[{first}, {last}]: expected [first, last] "
+                          "with first <= last (optim.lr_factor=1.0 leaves the rate unchanged)")
 
 
 # VSGNet keys added after runs were saved, with the value that reads such a run as it was made
@@ -153,12 +177,16 @@ def pre_default_keys(saved: Mapping[str, Any]) -> list[str]:
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
-                base: Mapping[str, Any] | None = None) -> HOITrainConfig:
-    """The validated run config: schema defaults, ``base`` (a saved config), the YAML file (with
-    ``_base_``), overrides. ``model.name`` picks the head and so the schema of ``model.*``."""
+                base: Mapping[str, Any] | None = None,
+                base_origin: str = "saved config") -> HOITrainConfig:
+    """The validated run config: schema defaults, ``base`` (a saved config, named
+    ``base_origin`` in errors), the YAML file (with ``_base_``), overrides. ``model.name`` picks
+    the head and so the schema of ``model.*``. Every key's type and declared range is checked
+    (:func:`hoi.config.build_config`), then the relations between keys (:func:`validate`)."""
     base = upgrade_run_config(base) if base is not None else None
     head = peek("model.name", DEFAULT_HEAD, path, overrides, base)
-    cfg = build_config(run_schema(str(head)), path, overrides, base=base)
+    cfg = build_config(run_schema(str(head)), path, overrides, base=base,
+                       base_origin=base_origin)
     validate(cfg)
     return cfg
 
@@ -172,7 +200,8 @@ def config_of_checkpoint(ckpt: Mapping[str, Any], source: str | Path,
     if filled:
         log.warning("%s was saved before these keys existed; read as it was trained: %s", source,
                     " ".join(filled))
-    return load_config(None, overrides, base=ckpt["config"])
+    return load_config(None, overrides, base=ckpt["config"],
+                       base_origin=f"{source} (its saved config)")
 
 
 def model_arch(cfg: HOITrainConfig) -> dict[str, Any]:
@@ -191,9 +220,10 @@ def lr_multiplier(cfg: OptimConfig, epoch: int) -> float:
 
 def open_run_split(cfg: HOITrainConfig, split: str, annotations: str | Path | None = None,
                    detections: str | Path | None = None, features: str | Path | None = None,
-                   allow_flag: str = "data.allow_mismatch=true") -> SplitFiles:
+                   allow_flag: str = "--allow-mismatch (data.allow_mismatch=true)") -> SplitFiles:
     """The files of ``split`` for this run (:func:`hoi.inputs.split_files.open_split` with the
-    run's data templates, backbone and head input channels)."""
+    run's data templates, backbone and head input channels); a refusal names ``allow_flag``, the
+    way past it of the calling command."""
     return open_split(cfg.data, cfg.arch, cfg.model.in_channels, split, annotations, detections,
                       features,
                       allow_flag)

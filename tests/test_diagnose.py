@@ -12,7 +12,13 @@ from hoi.cli import main as hoi_main
 from hoi.data import build_instances, hico_metadata, load_annotations
 from hoi.data.annotations import ground_truth_arrays
 from hoi.evaluation import HOIResults, evaluate, recall_thresholds
-from hoi.evaluation.diagnose import ERROR_TYPES, TRUE_POSITIVE, diagnose, without_error_type
+from hoi.evaluation.diagnose import (
+    ERROR_TYPES,
+    TRUE_POSITIVE,
+    diagnose,
+    summary_table,
+    without_error_type,
+)
 
 PER_TYPE = 3  # injected false positives of each type
 MISSED = 4  # GT pairs left undetected
@@ -418,3 +424,50 @@ def test_results_of_another_annotation_are_refused_unless_allowed(real, shared_d
     d = json.loads((tmp_path / "o" / "diagnosis.json").read_text())
     assert len(d["accepted_mismatches"]) == 1 and "annotation.sha256" in d["accepted_mismatches"][0]
     assert d["false_positives"] == inj.expected_counts()
+
+
+def test_an_empty_split_says_why() -> None:
+    c1, _, _ = _classes()
+    data = build_instances(["HICO_test2015_00000001.jpg"], [(640, 480)],
+                           [{"boxes_h": [H], "boxes_o": [O1], "hoi": [c1],
+                             "object": [int(META.hoi_object[c1])],
+                             "verb": [int(META.hoi_verb[c1])]}])
+    det = HOIResults([0, 0], [H, H2], [O1, O2], [int(META.hoi_object[c1])] * 2, [c1, c1],
+                     [0.9, 0.95])
+    d = diagnose(data, det, classes="annotated").to_dict()
+    empty = "non_rare" if c1 in set(data["rare"]) else "rare"
+    title = {"rare": "Rare", "non_rare": "Non-Rare"}[empty]
+    words = {"rare": "rare", "non_rare": "non-rare"}[empty]
+    why = (f"no {words} class has a GT pair in this annotation (the mean runs over the classes "
+           "with GT pairs only)")
+    assert d["empty_splits"] == {empty: why}
+    text = summary_table(d)
+    assert text.splitlines()[-1] == f"note: {title} mAP is n/a: {why}"
+    assert "nan" not in text
+    markdown = summary_table(d, markdown=True).splitlines()
+    assert markdown[-2] == "" and markdown[-1] == f"Note: {title} mAP is n/a: {why}"
+    # the same note once for two diagnoses of one annotation
+    assert summary_table(d, d).count("note:") == 1
+
+
+def test_hoi_diagnose_says_why_a_split_has_no_map(tmp_path, capsys) -> None:
+    c1, _, c3 = _classes()
+    pairs = {"boxes_h": [H, H2], "boxes_o": [O1, O2], "hoi": [c1, c3],
+             "object": [int(META.hoi_object[c]) for c in (c1, c3)],
+             "verb": [int(META.hoi_verb[c]) for c in (c1, c3)]}
+    data = build_instances(["HICO_test2015_00000001.jpg"], [(640, 480)], [pairs],
+                           train_pairs=np.zeros(600))  # every class is rare
+    assert data["non_rare"] == []
+    anno = tmp_path / "anno.json"
+    anno.write_text(json.dumps(data))
+    HOIResults([0, 0], [H, H2], [O1, O2], [int(META.hoi_object[c]) for c in (c1, c3)], [c1, c3],
+               [0.9, 0.8]).save(tmp_path / "det.npz")
+    capsys.readouterr()
+    assert hoi_main(["diagnose", "--anno", str(anno), "--detections", str(tmp_path / "det.npz"),
+                     "--out", str(tmp_path / "o")]) == 0
+    printed = capsys.readouterr().out
+    why = "no non-rare class in this annotation (its 'non_rare' list is empty)"
+    assert f"note: Non-Rare mAP is n/a: {why}" in printed, printed
+    d = json.loads((tmp_path / "o" / "diagnosis.json").read_text())
+    assert d["map"]["non_rare"] is None and d["empty_splits"] == {"non_rare": why}
+    assert f"Note: Non-Rare mAP is n/a: {why}" in (tmp_path / "o" / "diagnosis.md").read_text()

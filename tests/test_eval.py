@@ -407,3 +407,42 @@ def test_annotated_classes_average_only_classes_with_ground_truth() -> None:
     assert sorted(annotated.classes.tolist()) == sorted([hoi_a, hoi_b])
     assert set(annotated.rare.tolist()) | set(annotated.non_rare.tolist()) == {hoi_a, hoi_b}
     assert (hoi_a in data["rare"]) == (hoi_a in annotated.rare.tolist())
+
+
+# ---------------------------------------------------------------- a split without a class
+
+def test_hoi_eval_says_why_a_split_has_no_map(small, tmp_path, capsys) -> None:
+    # an annotation whose every class counts as rare: Non-Rare has no class to average
+    data = dict(small, rare=list(range(600)), non_rare=[])
+    anno = tmp_path / "anno.json"
+    anno.write_text(json.dumps(data))
+    _random_detections(data, np.random.default_rng(4)).save(tmp_path / "det.npz")
+    capsys.readouterr()
+    assert hoi_main(["eval", "--anno", str(anno), "--detections", str(tmp_path / "det.npz"),
+                     "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith(("Default", "Known-Object"))]
+    assert len(rows) == 2 and all(row.split()[-1] == "n/a" and "nan" not in row for row in rows)
+    why = "no non-rare class in this annotation (its 'non_rare' list is empty)"
+    assert out.count(f"note: Non-Rare mAP is n/a: {why}") == 1  # once, not per setting
+    result = json.loads((tmp_path / "r.json").read_text(),
+                        parse_constant=lambda c: float(c))  # NaN stays NaN in the JSON
+    assert np.isnan(result["default"]["non_rare"])
+    assert result["default"]["empty_splits"] == {"non_rare": why}
+
+
+def test_annotated_classes_without_a_rare_one_say_so(small) -> None:
+    # every annotated class is non-rare: averaged over the annotated classes, Rare is empty
+    present = sorted(int(c) for c in np.unique(ground_truth_arrays(small).hoi))
+    data = dict(small, non_rare=present, rare=[c for c in range(600) if c not in present])
+    det = _random_detections(data, np.random.default_rng(5))
+    result = evaluate(data, det, "default", classes="annotated")
+    r = result["default"]
+    assert np.isnan(r.rare_map) and not np.isnan(r.full) and not np.isnan(r.non_rare_map)
+    assert r.empty_reasons() == {"rare": "no rare class has a GT pair in this annotation (the "
+                                         "mean runs over the classes with GT pairs only)"}
+    assert result.table().splitlines()[-1].startswith("note: Rare mAP is n/a: no rare class")
+    # a complete annotation has nothing to explain
+    full = evaluate(data, det, "default")
+    assert full["default"].empty_reasons() == {} and "note" not in full.table()
+    assert "empty_splits" not in full.to_dict()["default"]

@@ -48,7 +48,7 @@ from hoi.evaluation.hico_det import (
     setting_result,
 )
 from hoi.evaluation.hoi_results import HOIResults
-from hoi.evaluation.map_scores import SettingResult
+from hoi.evaluation.map_scores import NO_MEAN, SPLIT_TITLES, SettingResult
 
 ERROR_TYPES = ("duplicate", "wrong_verb", "wrong_object", "mis_grouping", "human_loc", "object_loc",
                "both_loc", "class_and_loc", "background")
@@ -134,6 +134,8 @@ class Diagnosis:
             "false_positives": {t: int(fp[:, k].sum()) for k, t in enumerate(ERROR_TYPES)},
             "map_gain_if_removed": gains,
         })
+        # a split without a class has no mAP (null above): say why (SettingResult.empty_reason)
+        out["empty_splits"] = base.empty_reasons()
         out["splits"] = {}
         for split in ("rare", "non_rare"):
             idx = groups[split]
@@ -177,7 +179,22 @@ def _number(value: float) -> float | None:
 
 
 def _points(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}"
+    return NO_MEAN if value is None else f"{100 * value:.2f}"
+
+
+def empty_split_notes(diagnoses: Sequence[Mapping[str, Any]],
+                      labels: Sequence[str] = ()) -> list[str]:
+    """One line per split without a mAP in the diagnosis dicts (their ``empty_splits``), saying
+    why; once for all when the dicts agree, else prefixed with each one's label."""
+    per = [dict(d.get("empty_splits") or {}) for d in diagnoses]
+    if all(p == per[0] for p in per):
+        per, labels = per[:1], ()
+    notes = []
+    for k, reasons in enumerate(per):
+        prefix = f"{labels[k]}: " if k < len(labels) else ""
+        notes += [f"{prefix}{SPLIT_TITLES[split]} mAP is {NO_MEAN}: {why}"
+                  for split, why in reasons.items()]
+    return notes
 
 
 def _pairs_with_image_gt(g_order: np.ndarray, g_sorted: np.ndarray,
@@ -322,11 +339,13 @@ def summary_table(main: Mapping[str, Any], other: Mapping[str, Any] | None = Non
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
-        return "\n".join(lines)
+        notes = [f"Note: {n}" for n in empty_split_notes(dicts, labels)]
+        return "\n".join(lines + ([""] + notes if notes else []))
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
 
     def fmt(row: list[str]) -> str:
         cells = enumerate(zip(row, widths))
         return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in cells)
 
-    return "\n".join([fmt(head), "-" * len(fmt(head))] + [fmt(r) for r in rows])
+    notes = [f"note: {n}" for n in empty_split_notes(dicts, labels)]
+    return "\n".join([fmt(head), "-" * len(fmt(head))] + [fmt(r) for r in rows] + notes)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from hoi.config import AT_LEAST_ONE, Check
 from hoi.data.metadata import hico_metadata
 from hoi.engine.precision import autocast
 from hoi.evaluation import HOIResults
@@ -23,6 +25,12 @@ from hoi.models.heads.base import InteractionHead
 
 @dataclass
 class InferenceConfig:
+    RANGES: ClassVar[dict[str, Check]] = {
+        "batch_size": AT_LEAST_ONE,
+        "min_score": Check(ge=0, le=1, why="scores are in [0, 1]; 0 keeps every row"),
+        "max_per_image": Check(ge=1, why="null: every row"),
+    }
+
     batch_size: int = 64  # images per process (no gradients held: larger than training's)
     min_score: float = 0.0  # rows with a lower score are not written
     max_per_image: int | None = None  # keep the top rows of each image (None: all)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hoi.config import to_dict
-from hoi.engine.checkpoint import check_arch
+from hoi.engine.checkpoint import CheckpointError, check_arch
 from hoi.engine.distributed import DistInfo, all_gather_objects, barrier
 from hoi.engine.logging import LOGGER_NAME, setup_logging
 from hoi.engine.loop import load_model_state
@@ -35,10 +35,14 @@ log = logging.getLogger(LOGGER_NAME)
 def head_of_checkpoint(cfg: HOITrainConfig, ckpt: Mapping[str, Any],
                        source: str | Path) -> InteractionHead:
     """The trained head of ``ckpt`` (refused in one line if it is not the head ``cfg``
-    describes)."""
+    describes, or if a weight is NaN or infinite: every score would be NaN and no row written)."""
     check_arch(dict(ckpt), model_arch(cfg), source)
     head = build_head(cfg.model)
     load_model_state(head, ckpt["model"], str(source))
+    for name, tensor in head.state_dict().items():
+        if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+            raise CheckpointError(f"{source}: weight {name} holds NaN or infinite values (expected "
+                                  "finite weights; the run diverged before this checkpoint)")
     return head
 
 

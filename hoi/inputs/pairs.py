@@ -19,19 +19,30 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from hoi.config import AT_LEAST_ONE, FRACTION, Check
 from hoi.data.cache import ImageProposals, gt_proposals
-from hoi.data.metadata import NUM_VERBS, PERSON_OBJECT
+from hoi.data.metadata import NUM_OBJECTS, NUM_VERBS, PERSON_OBJECT
 from hoi.inputs.pair_labels import LABEL_RULES, GTPairs
 from hoi.registry import Table
 
 
 @dataclass
 class PairConfig:
+    RANGES: ClassVar[dict[str, Check]] = {
+        "human_threshold": Check(ge=0, le=1, why="a detection score"),
+        "object_threshold": Check(ge=0, le=1, why="a detection score"),
+        "max_humans": AT_LEAST_ONE, "max_objects": AT_LEAST_ONE,
+        "label_iou": FRACTION, "label_merge_iou": FRACTION,
+        "gt_score": Check(ge=0, le=1, why="a detection score"),
+        "person_label": Check(ge=0, le=NUM_OBJECTS - 1, why="a HICO object class index"),
+        "num_verbs": AT_LEAST_ONE,
+    }
+
     human_threshold: float = 0.6  # minimum detection score of a human
     object_threshold: float = 0.3  # minimum detection score of a non-person object
     max_humans: int = 15

@@ -25,14 +25,14 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from hoi.config import ConfigError, build_config, to_dict
+from hoi.config import AT_LEAST_ONE, Check, ConfigError, build_config, check_ranges, one_of, to_dict
 from hoi.models.attention import ATTENTION_BLOCKS, AttentionBlock, NoOptions, attention_classes
 from hoi.registry import Table
 
@@ -75,6 +75,11 @@ _OLD_TOP_LEVEL_OPTIONS = {"softmax_beta": False, "order": "cheap"}
 class AttentionConfig:
     """Where and which attention block goes into the ResNet."""
 
+    RANGES: ClassVar[dict[str, Check]] = {
+        "stages": Check(ge=min(STAGES), le=max(STAGES), why="stages are numbered 2..5"),
+        "reduction": Check(ge=1, why="null: the block's default"),
+    }
+
     type: str = "none"  # a name of ATTENTION_BLOCKS: none | sac | gc | se | cbam
     stages: list[int] = field(default_factory=lambda: [2, 3, 4])  # subset of 2..5
     blocks: str = "last"  # last | all bottlenecks of each chosen stage
@@ -88,6 +93,9 @@ class AttentionConfig:
 @dataclass
 class BackboneConfig:
     """A ResNet with optional attention; ``num_classes`` sizes the classifier head."""
+
+    RANGES: ClassVar[dict[str, Check]] = {"depth": one_of(*STAGE_DEPTHS),
+                                          "num_classes": AT_LEAST_ONE}
 
     depth: int = 50
     num_classes: int = 1000
@@ -131,13 +139,9 @@ def validate_backbone_config(cfg: BackboneConfig) -> None:
     ``cfg.attention.options`` is replaced by the block's complete options (given values over
     the block's defaults), so that a recorded config names every option it was built with.
     """
-    if cfg.depth not in STAGE_DEPTHS:
-        raise ConfigError(f"depth must be one of {sorted(STAGE_DEPTHS)}, got {cfg.depth}")
+    check_ranges(cfg)  # the declared ranges (again: a config may be built without build_config)
     att = cfg.attention
     ATTENTION_BLOCKS.check(att.type)
-    bad = [s for s in att.stages if s not in STAGES]
-    if bad:
-        raise ConfigError(f"attention.stages: stages are numbered 2..5, got {list(att.stages)}")
     BOTTLENECKS.check(att.blocks)
     POSITIONS.check(att.position)
     att.options = block_options(att)

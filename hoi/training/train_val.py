@@ -14,6 +14,7 @@ import numpy as np
 from hoi.config import ConfigError
 from hoi.data.annotations import size_known
 from hoi.engine.logging import LOGGER_NAME
+from hoi.evaluation.map_scores import empty_split_reason
 from hoi.hoi_config import HOITrainConfig
 from hoi.inputs.dataset import HOIDataset, SplitFiles
 
@@ -71,6 +72,23 @@ def build_train_val(cfg: HOITrainConfig, files: SplitFiles, output_dir: Path,
                        with_labels=True, add_gt_boxes=cfg.pairs.add_gt_boxes)
     val = None
     if len(val_idx):
+        check_validation_splits(cfg, files)
         val = HOIDataset(files.anno, files.detections, files.features, val_idx, cfg.pairs,
                          with_labels=False)
     return train, val, val_idx
+
+
+def check_validation_splits(cfg: HOITrainConfig, files: SplitFiles) -> None:
+    """Say once, before training, why a validation mAP will be nan in every epoch (a split of
+    the official mean without a class in this annotation), and refuse ``select_metric`` on it:
+    best.pth could not be chosen."""
+    for split in ("rare", "non_rare"):
+        if len(files.anno[split]):
+            continue
+        why = empty_split_reason(split)
+        if cfg.select_metric == split:
+            raise ConfigError(f"select_metric={split}: val/map_{split} is nan in every validation "
+                              f"of {files.anno_path}: {why}; expected select_metric=full or "
+                              "present")
+        log.warning("val/map_%s will be nan in every validation: %s (%s)", split, why,
+                    files.anno_path)

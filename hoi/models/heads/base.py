@@ -25,12 +25,15 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from hoi.config import to_dict
+from hoi.config import AT_LEAST_ONE, Check, to_dict
 
 
 @dataclass
 class HeadConfig:
-    """The ``model.*`` keys every head has."""
+    """The ``model.*`` keys every head has. A head's ``Config`` declares the range of each of its
+    numeric keys in its own ``RANGES`` (merged with these; :class:`hoi.config.Check`)."""
+
+    RANGES: ClassVar[dict[str, Check]] = {"in_channels": AT_LEAST_ONE}
 
     name: str = "vsgnet"  # the head (hoi.models.heads.HEADS)
     in_channels: int = 1024  # channels of the cached map (layer3 of a ResNet)

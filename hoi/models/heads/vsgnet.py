@@ -18,12 +18,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hoi.config import AT_LEAST_ONE, FINITE, POSITIVE, Check
 from hoi.data.metadata import NUM_OBJECTS, NUM_VERBS, hico_metadata
 from hoi.models.heads.base import HeadConfig, InteractionHead
 from hoi.models.heads.pair_spatial import INTERACTION_MAPS, PAIR_GEOMETRIES
@@ -34,6 +35,19 @@ GEOMETRY_DIM = 4
 
 @dataclass
 class VSGNetConfig(HeadConfig):
+    RANGES: ClassVar[dict[str, Check]] = {
+        "spatial_lr": Check(ge=0, why="0 freezes the spatial-attention branch"),
+        "block_channels": AT_LEAST_ONE, "roi_size": AT_LEAST_ONE,
+        "roi_sampling_ratio": Check(ge=0, why="0: adaptive"),
+        "head_hidden": AT_LEAST_ONE, "head_channels": AT_LEAST_ONE,
+        "spatial_size": AT_LEAST_ONE, "spatial_value": POSITIVE,
+        "spatial_channels": AT_LEAST_ONE, "spatial_kernel": AT_LEAST_ONE,
+        "spatial_pool": AT_LEAST_ONE, "num_verbs": AT_LEAST_ONE, "num_objects": AT_LEAST_ONE,
+        "lis_t": POSITIVE, "lis_k": FINITE, "lis_w": POSITIVE,
+        "bn_eps": POSITIVE, "bn_momentum": Check(ge=0, le=1),
+        "max_log_score": Check(lt=0, why="log p is clamped below it so that log(1 - p) is finite"),
+    }
+
     spatial_lr: float = 0.001  # the spatial-attention branch's rate, outside the lr schedule
     block_channels: int = 512  # inner width of the residual 1x1 blocks
     roi_pool: str = "official"  # hoi.models.heads.roi.ROI_POOLS: official (crop + max pool) | align
