@@ -16,9 +16,10 @@ from.
 
 Hashes are computed once, when a file is made; checking a 50 GB feature cache compares the
 recorded strings and never re-reads it. A mismatch is one line naming both files and the field
-that differs (:class:`ProvenanceMismatch`); a user who means it passes ``--allow-mismatch``
-(``data.allow_mismatch=true`` for ``hoi train``), and the accepted mismatches are recorded in
-what is written next.
+that differs (:class:`ProvenanceMismatch`), and names the one way past every such check:
+``--allow-mismatch`` (``hoi train``, ``test``, ``predict``, ``eval``, ``diagnose``; the config key
+``data.allow_mismatch=true`` of a run); the accepted mismatches are recorded in what is written
+next.
 """
 
 from __future__ import annotations
@@ -119,16 +120,18 @@ def field_mismatches(a_path: str | Path, a: Mapping[str, Any], b_path: str | Pat
     return out
 
 
-def resolve(mismatches: Sequence[str], allow: bool, flag: str = ALLOW_FLAG) -> list[str]:
-    """Refuse (one line: the first mismatch and how many more) unless ``allow``; with it, warn
-    and return the accepted mismatches, to be recorded in what is written next."""
+def resolve(mismatches: Sequence[str], allow: bool, flag: str = ALLOW_FLAG,
+            error: type[ProvenanceMismatch] = ProvenanceMismatch) -> list[str]:
+    """Refuse (``error``, one line: the first mismatch, how many more, and ``flag``, the way to
+    go on) unless ``allow``; with it, warn and return the accepted mismatches, to be recorded in
+    what is written next."""
     mismatches = [m for m in mismatches if m]
     if not mismatches:
         return []
     if not allow:
         more = f" (and {len(mismatches) - 1} more differences)" if len(mismatches) > 1 else ""
-        raise ProvenanceMismatch(f"{mismatches[0]}{more}; pass {flag} to use them together anyway "
-                                 f"(it is recorded in what is written)")
+        raise error(f"{mismatches[0]}{more}; pass {flag} to use them together anyway "
+                    f"(it is recorded in what is written)")
     for m in mismatches:
         log.warning("accepted mismatch (%s): %s", flag, m)
     return list(mismatches)

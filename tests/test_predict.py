@@ -125,3 +125,126 @@ def test_backbone_that_cannot_be_rebuilt_is_refused(trained, tmp_path, capsys) -
                      str(out),
                      "--backbone-weights", str(wrong)]) == 2
     assert "is not the abababababab" in one_error(capsys.readouterr().err, wrong)
+
+
+def test_given_detections_of_a_resized_copy_are_refused(trained, tmp_path, capsys) -> None:
+    """--detections made for the originals, --images holding a half-size copy of one of them:
+    refused in one line naming that image and both sizes, before any work."""
+    from PIL import Image
+
+    images, root, ckpt = trained
+    copies = tmp_path / "copies"
+    shutil.copytree(images, copies)
+    small = sorted(copies.iterdir())[1]
+    with Image.open(small) as img:
+        w, h = img.size
+        img.resize((w // 2, h // 2)).save(small, quality=90)
+    out = tmp_path / "pred"
+    assert hoi_main(["predict", "--checkpoint", str(ckpt), "--images", str(copies),
+                     "--detections", str(root / "cache" / f"detections_{SPLIT}.h5"),
+                     "--out", str(out)]) == 2
+    line = one_error(capsys.readouterr().err, small, f"decoded size {w // 2}x{h // 2}",
+                     f"x2={w}", "--detections")
+    assert "past the image" in line and not (out / "predictions.json").exists()
+
+
+def test_detections_recording_other_sizes_are_refused(trained, tmp_path) -> None:
+    """Where the detections file records each image's size, that size is compared."""
+    from hoi.data.cache import ProposalFile
+    from hoi.inference.predict_images import DetectionSizeError, given_proposals
+
+    images, root, _ = trained
+    dets = root / "cache" / f"detections_{SPLIT}.h5"
+    paths = sorted(images.iterdir())
+    names = [p.name for p in paths]
+    anno = json.loads((root / f"instances_{SPLIT}.json").read_text())
+    sizes = [anno["size"][anno["filenames"].index(n)] for n in names]
+    given_proposals(dets, names, paths, sizes)  # the originals: accepted
+    recorded = np.asarray(sizes)
+    recorded[2] = [2 * sizes[2][0], 2 * sizes[2][1]]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ProposalFile, "image_sizes", recorded, raising=False)
+        with pytest.raises(DetectionSizeError, match=rf"{paths[2]}: decoded size "
+                                                     rf"{sizes[2][0]}x{sizes[2][1]}, but .* made "
+                                                     rf"for it at {2 * sizes[2][0]}x"):
+            given_proposals(dets, names, paths, sizes)
+
+
+def test_allow_mismatch_goes_past_another_backbone_file(trained, tmp_path, capsys) -> None:
+    """A backbone file other than the recorded one: refused naming --allow-mismatch; with it,
+    predict goes on and records what it accepted."""
+    from hoi.models.backbones import create_backbone
+
+    images, _, ckpt = trained
+    weights = tmp_path / "resnet50_other.pth"
+    torch.save(create_backbone(ARCH).state_dict(), weights)
+    saved = torch.load(ckpt, weights_only=True)
+    prov = json.loads(saved["provenance"])
+    prov["features"].update(weights=str(weights), weights_sha256="cd" * 32, weights_seed=None)
+    saved["provenance"] = json.dumps(prov)
+    other = tmp_path / "other.pth"
+    torch.save(saved, other)
+    files = [str(p) for p in sorted(images.iterdir())[:1]]
+    dets = str(trained[1] / "cache" / f"detections_{SPLIT}.h5")
+    out = tmp_path / "pred"
+    args = ["predict", "--checkpoint", str(other), "--images", *files, "--detections", dets,
+            "--out", str(out)]
+    assert hoi_main(args) == 2
+    line = one_error(capsys.readouterr().err, weights, "--allow-mismatch")
+    assert "is not the cdcdcdcdcdcd" in line
+    assert hoi_main([*args, "--allow-mismatch"]) == 0
+    pred = json.loads((out / "predictions.json").read_text())
+    assert any("cdcdcdcdcdcd" in m for m in pred["accepted_mismatches"])
+
+
+def test_predict_and_test_into_outputs_another_run_writes_are_refused(trained, tmp_path,
+                                                                      capsys) -> None:
+    """Another process holds predict's --out folder, and test's --out file
+    (hoi/engine/run_lock.py): one line naming it and the holder's pid; nothing written."""
+    from .test_run_lock import Holder
+
+    images, root, ckpt = trained
+    out, results = tmp_path / "pred", tmp_path / "results.npz"
+    holders = [Holder(out), Holder(results, folder=False)]
+    try:
+        assert hoi_main(["predict", "--checkpoint", str(ckpt), "--images", str(images),
+                         "--detections", str(root / "cache" / f"detections_{SPLIT}.h5"),
+                         "--out", str(out)]) == 2
+        line = one_error(capsys.readouterr().err, out, f"pid {holders[0].pid}")
+        assert "another run writes into this folder" in line
+        assert hoi_main(["test", "--checkpoint", str(ckpt), "--split", SPLIT, "--out",
+                         str(results)]) == 2
+        line = one_error(capsys.readouterr().err, results, f"pid {holders[1].pid}")
+        assert "another run writes this file" in line
+        assert not (out / "predictions.json").exists() and not results.exists()
+    finally:
+        for holder in holders:
+            holder.kill()
+
+
+# ------------------------------------------------------------- provenance: one flag goes past all
+def test_allow_mismatch_alone_goes_past_a_backbone_mismatch_in_hoi_train(tmp_path,
+                                                                          capsys) -> None:
+    """Features of another backbone: refused naming --allow-mismatch; --allow-mismatch alone
+    goes on (no data.check_backbone=false needed) and records it; the deprecated
+    data.check_backbone=false still loads and goes on, with a warning."""
+    from .test_vsgnet_synth import make_split
+
+    root = tmp_path / "data"
+    make_split(root, "train2015", 6, arch="resnet50")  # the run's backbone is sac_resnet50
+    feats = root / "cache" / "resnet50" / "features_train2015.h5"
+
+    def train(out: str, *extra: str) -> int:
+        return hoi_main(["train", "--config", str(REPO / "configs/hico/base.yaml"),
+                         *run_overrides(root, tmp_path / out, **{"optim.epochs": 1}),
+                         f"data.features={feats}", *extra])
+
+    assert train("refused") == 2
+    line = one_error(capsys.readouterr().err, feats, "another backbone", "--allow-mismatch")
+    assert "attention.type: features 'none', this run 'sac'" in line
+    assert train("allowed", "--allow-mismatch") == 0
+    ckpt = torch.load(tmp_path / "allowed" / "checkpoint.pth", weights_only=True)
+    accepted = json.loads(ckpt["provenance"])["accepted_mismatches"]
+    assert len(accepted) == 1 and "another backbone" in accepted[0]
+    assert train("legacy", "data.check_backbone=false") == 0
+    assert "data.check_backbone=false is deprecated" in capsys.readouterr().err

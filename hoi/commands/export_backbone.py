@@ -1,10 +1,10 @@
 """``hoi export-backbone CKPT OUT``: the backbone weights of a pretraining checkpoint, in the
-form the feature extractor loads, with a sha256 recorded beside them."""
+form the feature extractor loads, with a sha256 recorded beside them (written as one unit: a
+kill leaves the old pair or the new one)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 
 HELP = "write a pretraining checkpoint's backbone weights for the feature extractor (+ sha256)"
 
@@ -17,14 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hoi.config import ConfigError
-    from hoi.engine.checkpoint import CheckpointError
     from hoi.pretrain.export import export_backbone
 
-    try:
-        out, digest = export_backbone(args.checkpoint, args.out)
-    except (CheckpointError, ConfigError) as err:
-        print(f"hoi export-backbone: error: {err}", file=sys.stderr)
-        return 2
+    # errors (a bad checkpoint, NaN weights, another export writing OUT) end in one line through
+    # hoi.errors.run_main, as in every command
+    out, digest = export_backbone(args.checkpoint, args.out)
     print(f"wrote {out}\nsha256 {digest}  (recorded in {out}.sha256)")
     return 0

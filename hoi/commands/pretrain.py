@@ -29,11 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # imported here so that `hoi pretrain --help` stays fast
     from hoi.engine.distributed import distributed
+    from hoi.engine.run_lock import locks_released_at_exit
     from hoi.pretrain.pretrain_config import load_pretrain_config
     from hoi.pretrain.train_backbone import default_checkpoint, run_pretraining
 
     cfg = load_pretrain_config(args.config, args.overrides)
     resume = args.resume_from or (default_checkpoint(cfg) if args.resume else None)
-    with distributed(cfg.device, cfg.dist_timeout_s) as dist:
+    # the run holds output_dir's lock from its start (hoi.engine.run_lock); it is let go here
+    # however the run ends
+    with distributed(cfg.device, cfg.dist_timeout_s) as dist, locks_released_at_exit():
         run_pretraining(cfg, dist, resume)
     return 0

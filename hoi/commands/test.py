@@ -35,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from hoi.engine.checkpoint import load_checkpoint
     from hoi.engine.distributed import distributed
+    from hoi.engine.run_lock import hold_run_lock
     from hoi.hoi_config import config_of_checkpoint
     from hoi.inference.test_split import run_test
 
@@ -47,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
         overrides.append("data.allow_mismatch=true")
     ckpt = load_checkpoint(args.checkpoint)
     cfg = config_of_checkpoint(ckpt, args.checkpoint, overrides)
-    with distributed(cfg.device, cfg.dist_timeout_s) as dist:
+    with (distributed(cfg.device, cfg.dist_timeout_s) as dist,
+          hold_run_lock(args.out, "hoi test", folder=False, dist=dist)):  # one run per --out
         run_test(cfg, ckpt, args.checkpoint, args.out, dist, split=args.split,
                  annotations=args.anno,
                  detections=args.detections, features=args.features)

@@ -14,8 +14,9 @@ data, never the file's index structures; the chunks are never filled, so the fil
 well under a second and holds disk blocks only for written maps), ``filenames``,
 ``image_sizes`` (N, 2) as [w, h], ``done`` (N,) uint8.
 
-Both writers make a new file under ``<file>.tmp`` and rename it when complete, so a kill while
-a file is made leaves no half-made file; a rerun deletes the stale ``.tmp``.
+Both writers make a new file under ``<file>.tmp.<host>-<pid>`` and rename it when complete, so a
+kill while a file is made leaves no half-made file; a rerun deletes the temporary files of
+processes that no longer run (and ``<file>.tmp`` of older versions), never a live writer's.
 
 Both carry a ``provenance`` attribute (JSON): what made them (config, weights and their sha256,
 thresholds, code version). A writer reopening a file refuses one made by something else, so a
@@ -24,6 +25,7 @@ resumed run never mixes two configurations.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -36,6 +38,7 @@ import numpy as np
 
 from hoi.data.metadata import PERSON_OBJECT
 from hoi.engine.disk import disk_full_as_error, remove_stale
+from hoi.engine.run_lock import tag_is_stale, temp_tag
 from hoi.errors import UserError
 
 STR_DTYPE = h5py.string_dtype("utf-8")
@@ -112,7 +115,7 @@ def write_proposals(
     detections: Sequence[ImageProposals],
     provenance: dict[str, Any],
 ) -> None:
-    """Write a final (ragged) detections file atomically (``<path>.tmp``, then rename)."""
+    """Write a final (ragged) detections file atomically (a temporary file, then rename)."""
     path = Path(path)
     if len(filenames) != len(detections):
         raise ValueError(f"{len(filenames)} filenames but {len(detections)} detection sets")
@@ -132,16 +135,35 @@ def write_proposals(
 
 
 def temp_path(path: Path) -> Path:
-    """Where a file is made before it is renamed to ``path``."""
-    return path.with_name(path.name + ".tmp")
+    """Where this process makes a file before renaming it to ``path``: ``<path>.tmp.<host>-<pid>``
+    (:func:`hoi.engine.run_lock.temp_tag`)."""
+    return path.with_name(f"{path.name}.tmp.{temp_tag()}")
+
+
+def stale_temps(path: Path) -> list[Path]:
+    """The temporary files of ``path`` that may be deleted: this process's, those of processes of
+    this machine that no longer run, and ``<path>.tmp`` (older versions); never a live writer's."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    legacy = path.with_name(path.name + ".tmp")
+    prefix = f"{path.name}.tmp."
+    tagged = [p for p in path.parent.glob(glob.escape(prefix) + "*")
+              if tag_is_stale(p.name[len(prefix):])]
+    return ([legacy] if legacy.is_file() else []) + tagged
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Delete :func:`stale_temps` of ``path``; returns those deleted."""
+    return remove_stale(stale_temps(path))
 
 
 def _create_then_rename(path: Path, fill: Any) -> None:
-    """Make an HDF5 file at ``path`` with ``fill(h5py.File)``: built under ``<path>.tmp`` and
+    """Make an HDF5 file at ``path`` with ``fill(h5py.File)``: built under :func:`temp_path` and
     renamed when complete, so that a kill at any moment leaves either nothing or the whole file."""
-    tmp = temp_path(path)
-    remove_stale([tmp])
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
+    tmp = temp_path(path)
     try:
         with disk_full_as_error(path, "writing the file"), h5py.File(tmp, "w") as f:
             fill(f)
@@ -267,7 +289,8 @@ class ProposalWriter(_DoneFlags):
 
             _create_then_rename(self.partial, fill)
             self.file = h5py.File(self.partial, "r+")
-        remove_stale([temp_path(self.partial), temp_path(self.path)])
+        remove_stale_temps(self.partial)
+        remove_stale_temps(self.path)
         # one handle per dataset, kept open: their buffered writes are flushed (and a full disk
         # raised) by flush(), not by the destructor of a temporary handle, which only prints
         self._data = {k: self.file[k] for k in ("boxes", "scores", "labels", "counts")}
@@ -357,7 +380,7 @@ class FeatureWriter(_DoneFlags):
 
             _create_then_rename(self.path, fill)
             self.file = h5py.File(self.path, "r+")
-        remove_stale([temp_path(self.path)])
+        remove_stale_temps(self.path)
         self._features = self.file["features"]
         self._load_done()
 

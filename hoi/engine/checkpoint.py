@@ -8,14 +8,15 @@ values go in, so it loads with ``weights_only=True``.
 
 from __future__ import annotations
 
+import glob
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from hoi.engine.disk import disk_full_as_error
+from hoi.engine.run_lock import tag_is_stale, temp_tag
 from hoi.errors import UserError
 
 
@@ -27,27 +28,56 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``.
 
     A reader (or a crash) sees either the old file or the complete new one, never half of it.
+    The temporary file, ``.<name>.<host>-<pid>.tmp``, is this process's own: the temporary files
+    that killed runs left are deleted, those of a live writer never
+    (:func:`hoi.engine.run_lock.tag_is_stale`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = temp_checkpoint_path(path)
     try:
-        with disk_full_as_error(path, "saving a checkpoint"), os.fdopen(fd, "wb") as f:
+        with disk_full_as_error(path, "saving a checkpoint"), open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
     return path
 
 
-def remove_stale_temps(path: str | Path) -> list[Path]:
-    """Delete the temporary files of :func:`atomic_save` for ``path`` that a killed run left."""
+def fsync_dir(folder: str | Path) -> None:
+    """Make the renames in ``folder`` durable (where the file system allows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def temp_checkpoint_path(path: str | Path) -> Path:
+    """Where this process writes ``path`` before renaming it: ``.<name>.<host>-<pid>.tmp``."""
     path = Path(path)
-    stale = list(path.parent.glob(f".{path.name}.*.tmp")) if path.parent.is_dir() else []
+    return path.with_name(f".{path.name}.{temp_tag()}.tmp")
+
+
+def remove_stale_temps(path: str | Path) -> list[Path]:
+    """Delete the temporary files of :func:`atomic_save` for ``path`` that killed runs (or this
+    process) left; those of another live process are kept. Returns those deleted."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    prefix = f".{path.name}."
+    stale = [p for p in path.parent.glob(f"{glob.escape(prefix)}*.tmp")
+             if tag_is_stale(p.name[len(prefix):-len(".tmp")])]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale

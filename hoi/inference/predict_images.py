@@ -37,8 +37,15 @@ from hoi.errors import UserError
 from hoi.evaluation import HOIResults
 from hoi.hoi_config import HOITrainConfig
 from hoi.inference.test_split import run_test
-from hoi.models.extractor import extract_maps, map_shape, rebuild_extractor
-from hoi.provenance import annotation_fingerprint, checkpoint_provenance
+from hoi.models.extractor import TORCHVISION_PREFIX, extract_maps, map_shape, rebuild_extractor
+from hoi.provenance import (
+    ALLOW_FLAG,
+    RANDOM_WEIGHTS,
+    annotation_fingerprint,
+    checkpoint_provenance,
+    file_sha256,
+    resolve,
+)
 from hoi.vis.hoi_drawing import save_detection_image, top_detections
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -76,16 +83,82 @@ def _loader(paths: list[Path], transform, sizes: list[list[int]], batch_size: in
     return DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate)
 
 
-def given_proposals(path: str | Path,
-                    names: list[str]) -> tuple[list[ImageProposals], dict[str, Any]]:
-    """The detections of ``names`` from a detections file of ours (matched by file name)."""
+BORDER_SLACK = 1.0  # pixels a box of given detections may reach past its image (rounding)
+
+
+class DetectionSizeError(UserError, ValueError):
+    """Given detections made for another size of an image than the one decoded."""
+
+
+def size_mismatches(dets: ProposalFile, paths: Sequence[Path],
+                    sizes: Sequence[Sequence[int]]) -> list[str]:
+    """One line per image whose decoded size [w, h] in ``sizes`` is not the one its detections in
+    ``dets`` were made for: the size the file records for it where it records sizes, else boxes
+    reaching past the decoded image (detections are clipped to the image they were made on, so
+    a box beyond it means another, larger copy of the image)."""
+    recorded = getattr(dets, "image_sizes", None)
+    out = []
+    for path, (w, h) in zip(paths, sizes):
+        i = dets.index[path.name]
+        if recorded is not None:
+            rw, rh = (int(v) for v in recorded[i])
+            if (rw, rh) != (int(w), int(h)):
+                out.append(f"{path}: decoded size {w}x{h}, but {dets.path} holds detections "
+                           f"made for it at {rw}x{rh}")
+            continue
+        boxes = dets[i].boxes
+        if len(boxes):
+            x2, y2 = float(boxes[:, 2].max()), float(boxes[:, 3].max())
+            if x2 > w + BORDER_SLACK or y2 > h + BORDER_SLACK:
+                out.append(f"{path}: decoded size {w}x{h}, but its detections in {dets.path} "
+                           f"reach x2={x2:.0f}, y2={y2:.0f}, past the image: they were made for "
+                           f"another (larger) copy of it")
+    return out
+
+
+def given_proposals(path: str | Path, names: list[str], paths: Sequence[Path] | None = None,
+                    sizes: Sequence[Sequence[int]] | None = None,
+                    ) -> tuple[list[ImageProposals], dict[str, Any]]:
+    """The detections of ``names`` from a detections file of ours (matched by file name), refused
+    in one line if one of the images (``paths``, decoded ``sizes``) is not the image they were
+    made for (:func:`size_mismatches`)."""
     dets = ProposalFile(path)
     missing = [n for n in names if n not in dets.index]
     if missing:
         raise UserError(f"{path}: no detections for {len(missing)} of the {len(names)} images, "
                         f"e.g. {missing[:3]} (expected a detections file listing these file names)")
+    if paths is not None and sizes is not None:
+        wrong = size_mismatches(dets, paths, sizes)
+        if wrong:
+            more = f" ({len(wrong)} of the {len(names)} images differ)" if len(wrong) > 1 else ""
+            raise DetectionSizeError(
+                f"{wrong[0]}{more}; expected the images the detections were made for (the "
+                f"originals, not resized copies), or leave out --detections to detect on these")
     return [dets.by_name(n) for n in names], {"source": "given", "file": str(path),
                                               "from": dets.provenance}
+
+
+def checked_features_record(recorded: Mapping[str, Any], checkpoint: str | Path,
+                            backbone_weights: str | Path | None,
+                            allow_mismatch: bool) -> tuple[dict[str, Any], list[str]]:
+    """The features provenance to rebuild the backbone from, and the mismatches accepted: a
+    weights file whose sha256 is not the recorded one is refused (one line naming
+    ``--allow-mismatch``), or with ``allow_mismatch`` used anyway and recorded."""
+    recorded = dict(recorded)
+    sha = str(recorded.get("weights_sha256"))
+    if sha == RANDOM_WEIGHTS or sha.startswith(TORCHVISION_PREFIX):
+        return recorded, []
+    candidate = Path(backbone_weights) if backbone_weights else Path(str(recorded.get("weights")))
+    if not candidate.is_file():
+        return recorded, []  # rebuild_extractor says what to pass
+    found = file_sha256(candidate)
+    if found == sha:
+        return recorded, []
+    accepted = resolve([f"{candidate}: sha256 {found[:12]} is not the {sha[:12]} of the weights "
+                        f"that made the training features of {checkpoint} (expected the same "
+                        f"backbone file)"], allow_mismatch, ALLOW_FLAG)
+    recorded.update(weights=str(candidate), weights_sha256=found)
+    return recorded, accepted
 
 
 def detector_proposals(paths: list[Path], sizes: list[list[int]], settings: DetectorSettings,
@@ -115,7 +188,7 @@ def predict_images(cfg: HOITrainConfig, ckpt: Mapping[str, Any], checkpoint: str
                    detector: DetectorSettings | None = None, proposals: str | Path | None = None,
                    top_k: int = 5, score_thresh: float = 0.1,
                    backbone_weights: str | Path | None = None,
-                   batch_size: int = 4, workers: int = 0) -> Path:
+                   batch_size: int = 4, workers: int = 0, allow_mismatch: bool = False) -> Path:
     """Write ``out``/predictions.json and one drawing per image; returns the JSON's path.
 
     Args:
@@ -125,6 +198,8 @@ def predict_images(cfg: HOITrainConfig, ckpt: Mapping[str, Any], checkpoint: str
             file of ours holding these file names) is given.
         top_k, score_thresh: the HOIs kept per image. backbone_weights: the backbone file where
             the one the run recorded is not at its recorded path (checked by its sha256).
+        allow_mismatch: use a backbone file whose sha256 is not the recorded one anyway
+            (recorded in predictions.json and the results file).
     """
     out, work = Path(out), Path(out) / "work"
     trained_on = checkpoint_provenance(ckpt)
@@ -134,8 +209,9 @@ def predict_images(cfg: HOITrainConfig, ckpt: Mapping[str, Any], checkpoint: str
                         f"cannot be rebuilt (expected a checkpoint of this version of hoi train)")
     if detector is None and proposals is None:
         raise ValueError("predict_images needs a detector or a proposals file")
-    extractor, feat_prov = rebuild_extractor(trained_on["features"], str(checkpoint),
-                                             backbone_weights)
+    recorded, accepted = checked_features_record(trained_on["features"], checkpoint,
+                                                 backbone_weights, allow_mismatch)
+    extractor, feat_prov = rebuild_extractor(recorded, str(checkpoint), backbone_weights)
     paths = collect_images(images)
     names, sizes = [p.name for p in paths], [list(read_image_size(p)) for p in paths]
     work.mkdir(parents=True, exist_ok=True)
@@ -147,7 +223,7 @@ def predict_images(cfg: HOITrainConfig, ckpt: Mapping[str, Any], checkpoint: str
              feat_prov["weights"])
 
     if proposals is not None:
-        dets, det_prov = given_proposals(proposals, names)
+        dets, det_prov = given_proposals(proposals, names, paths, sizes)
     else:
         dets, det_prov = detector_proposals(paths, sizes, detector, dist.device, batch_size,
                                             workers)
@@ -182,7 +258,10 @@ def predict_images(cfg: HOITrainConfig, ckpt: Mapping[str, Any], checkpoint: str
     target = out / "predictions.json"
     target.write_text(json.dumps({"checkpoint": str(checkpoint), "top_k": top_k,
                                   "score_thresh": score_thresh,
-                                  "detections": det_prov["source"], "images": records}, indent=1))
+                                  "detections": det_prov["source"],
+                                  "accepted_mismatches": accepted + list(
+                                      det.meta.get("accepted_mismatches") or []),
+                                  "images": records}, indent=1))
     n = sum(len(r["hois"]) for r in records)
     log.info("%d HOIs over %d images -> %s (drawings beside it)", n, len(records), target)
     return target

@@ -9,6 +9,13 @@ Sources accepted by :func:`load_backbone_weights`:
   (``{"model": ...}``), an exported backbone (``{"backbone": ...}``) or ``{"state_dict": ...}``.
   ``module.`` prefixes (DDP) are removed.
 
+A file with a ``<file>.sha256`` beside it (``sha256sum -c`` format, what ``hoi export-backbone``
+writes) must match it, and a file written by ``hoi export-backbone`` must have it
+(:func:`verify_checksum`): a damaged copy, or weights whose export was interrupted, are refused
+in one line. An export renames the weights first and the checksum second (the weights' rename is
+the commit): between the two, the checksum waits in ``<file>.sha256.tmp.<host>-<pid>``, which
+counts (and is moved into place once its writer no longer runs).
+
 Attention blocks start as the identity, so loading a plain ResNet's weights into a SAC/GC
 ResNet leaves only the attention parameters missing: that case is allowed and reported.
 Any other mismatch is an error listing the missing and unexpected keys, unless ``strict=False``.
@@ -16,6 +23,8 @@ Any other mismatch is an error listing the missing and unexpected keys, unless `
 
 from __future__ import annotations
 
+import glob
+import os
 import re
 import urllib.error
 from dataclasses import dataclass, field
@@ -25,6 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hoi.engine.run_lock import tag_is_stale
 from hoi.errors import UserError
 from hoi.models.attention import attention_classes
 from hoi.models.backbones import AttentionResNet
@@ -74,8 +84,82 @@ def _download_torchvision(depth: int) -> dict[str, torch.Tensor]:
         ) from err
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state dict from any of the accepted file layouts (see the module docstring)."""
+CHECKSUM_SUFFIX = ".sha256"
+EXPORT_MARK = "sha256_of_source"  # a key only hoi export-backbone's files hold
+
+
+def checksum_path(path: str | Path) -> Path:
+    """``<path>.sha256``, the checksum file of weights file ``path``."""
+    path = Path(path)
+    return path.with_name(path.name + CHECKSUM_SUFFIX)
+
+
+def checksum_line(digest: str, path: str | Path) -> str:
+    """The content of a checksum file (``sha256sum -c`` format)."""
+    return f"{digest}  {Path(path).name}\n"
+
+
+def read_checksum(path: str | Path) -> str | None:
+    """The sha256 a checksum file records (None if it is missing or holds none)."""
+    try:
+        words = Path(path).read_text(errors="replace").split()
+    except OSError:
+        return None
+    if words and re.fullmatch(r"[0-9a-fA-F]{64}", words[0]):
+        return words[0].lower()
+    return None
+
+
+def pending_checksums(path: str | Path) -> list[tuple[Path, str]]:
+    """Checksum files of ``path`` still under their temporary name (an export between its two
+    renames, or killed there), with the writer's tag."""
+    path = Path(path)
+    prefix = checksum_path(path).name + ".tmp."
+    if not path.parent.is_dir():
+        return []
+    return [(p, p.name[len(prefix):])
+            for p in sorted(path.parent.glob(glob.escape(prefix) + "*"))]
+
+
+def verify_checksum(path: str | Path, required: bool, digest: str | None = None) -> str:
+    """The sha256 of weights file ``path``, checked against its ``<path>.sha256``.
+
+    Refused (:class:`WeightsError`, one line) when the checksum file records another sha256, or
+    when it is missing and ``required`` (files of ``hoi export-backbone``). A checksum that an
+    export left under its temporary name after renaming the weights (killed between its two
+    renames) completes the pair, and is moved into place once its writer no longer runs."""
+    path = Path(path)
+    digest = digest or file_sha256(path)
+    sidecar = checksum_path(path)
+    recorded = read_checksum(sidecar)
+    if recorded == digest:
+        return digest
+    for pending, tag in pending_checksums(path):
+        if read_checksum(pending) == digest:  # the export committed the weights, then stopped
+            if tag_is_stale(tag):
+                try:
+                    os.replace(pending, sidecar)
+                except OSError:
+                    pass
+            return digest
+    again = (f"export it again (hoi export-backbone CKPT {path})" if required else
+             f"replace {sidecar.name} with this file's sha256 if it is the file you mean")
+    if recorded is None and sidecar.exists():
+        raise WeightsError(f"{path}: its checksum file {sidecar} holds no sha256 (expected "
+                           f"'<sha256>  {path.name}'); {again}")
+    if recorded is None:
+        if not required:
+            return digest
+        raise WeightsError(f"{path}: its checksum file {sidecar} is missing (an interrupted "
+                           f"export, or a copy without it); {again}, or copy {sidecar.name} "
+                           f"along with it")
+    raise WeightsError(f"{path}: sha256 {digest[:12]} is not the {recorded[:12]} recorded in "
+                       f"{sidecar} (a damaged or partly copied file, or one replaced after its "
+                       f"export); {again}, or copy both files again")
+
+
+def _read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], bool]:
+    """The state dict of ``path`` and whether the file was written by ``hoi export-backbone``."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
@@ -85,6 +169,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise WeightsError(
             f"{path}: not a readable PyTorch weights file ({type(err).__name__}: {err})"
         ) from err
+    exported = isinstance(obj, dict) and EXPORT_MARK in obj
     if isinstance(obj, dict):
         for key in ("backbone", "model", "state_dict"):
             if key in obj and isinstance(obj[key], dict):
@@ -96,7 +181,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"{path}: expected a state dict (parameter name -> tensor), or a checkpoint with a "
             f"'model', 'backbone' or 'state_dict' entry; found {type(obj).__name__}"
         )
-    return {k.removeprefix("module."): v for k, v in obj.items()}
+    return {k.removeprefix("module."): v for k, v in obj.items()}, exported
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict from any of the accepted file layouts (see the module docstring)."""
+    return _read_weights(path)[0]
 
 
 def _natural(key: str) -> list[Any]:
@@ -129,8 +219,8 @@ def load_backbone_weights(
     if str(source) == "torchvision":
         state = _download_torchvision(model.config.depth)
     else:
-        state = read_state_dict(source)
-        report.sha256 = file_sha256(source)
+        state, exported = _read_weights(source)
+        report.sha256 = verify_checksum(source, required=exported)
     own = model.state_dict()
     if ignore_classifier:
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
