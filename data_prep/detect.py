@@ -13,7 +13,10 @@ detections above ``--score-thresh`` after per-class NMS at ``--nms-thresh``, at 
 written in the annotation convention: 1-based inclusive pixels of the original image
 (Detectron2's continuous 0-based box ``[x1, y1, x2, y2]`` covers pixels ``x1 + 1 .. x2``).
 The run resumes after a kill (per-image done flags in ``<out>.partial``), and under torchrun
-every rank writes its share to a part file that rank 0 merges.
+every rank writes its share to a part file that rank 0 merges. ``--workers`` processes decode
+and resize (into pinned memory on CUDA), each batch's detections come to the host in one copy,
+and a writer thread stores them behind a queue of ``--write-queue`` batches while the device
+detects the next.
 
 ``--source gt`` writes each image's distinct ground-truth boxes (humans as person, objects
 with their class) with score 1, optionally jittered by ``--jitter`` (a fraction of the box
@@ -49,7 +52,7 @@ from tqdm import tqdm
 
 from data_prep.common import code_version, rank_part, run_stage, shard
 from hoi.data.cache import CacheError, ImageProposals, ProposalWriter, gt_proposals, write_proposals
-from hoi.data.images import ImageListDataset, check_image_dir
+from hoi.data.images import ImageListDataset, check_image_dir, loader_workers
 from hoi.data.metadata import hico_metadata
 from hoi.data.validation import load_valid_annotations
 from hoi.detector import (
@@ -58,12 +61,21 @@ from hoi.detector import (
     DetectorSettings,
     Detectron2Input,
     build_detector,
-    detect_batch,
+    raw_detections,
     resolve_weights,
+    to_device,
+    unpack_detections,
 )
 from hoi.engine.disk import require_free_space
 from hoi.engine.distributed import barrier, cleanup, init_distributed
+from hoi.engine.run_lock import hold_run_lock
+from hoi.engine.write_behind import DurableProgress, Ready, WriteBehind, to_host
 from hoi.provenance import annotation_fingerprint
+
+CUDA_BATCH = 8  # images of varying sizes, padded to the batch's largest
+CPU_BATCH = 2
+WRITE_QUEUE = 4  # batches
+LOG_EVERY_S = 60.0
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -84,8 +96,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                                                               "default 800)")
     p.add_argument("--max-size", type=int, default=None, help="test-time long-side cap (config "
                                                               "default 1333)")
-    p.add_argument("--batch-size", type=int, default=2)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"images per batch (default: {CUDA_BATCH} on CUDA, {CPU_BATCH} on the CPU)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="DataLoader processes decoding and resizing the images (default: the "
+                        "cores of this process less one, shared among the ranks of a machine; "
+                        f"{loader_workers()} here)")
+    p.add_argument("--write-queue", type=int, default=WRITE_QUEUE,
+                   help="batches of detections that may wait for the writer thread")
+    p.add_argument("--log-every", type=float, default=LOG_EVERY_S,
+                   help="seconds between progress lines beside the bar (0: a line after every "
+                        "written batch)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--jitter", type=float, default=0.0, help="gt source: box noise, fraction of "
                                                              "size")
@@ -98,7 +119,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--import-boxes", default="1-based", choices=["1-based", "0-based"])
     p.add_argument("--allow-missing", action="store_true", help="import source: no file = no "
                                                                 "detections")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.write_queue < 1:
+        p.error(f"--write-queue must be at least 1, got {args.write_queue}")
+    return args
 
 
 def detector_settings(args: argparse.Namespace) -> DetectorSettings:
@@ -109,22 +133,45 @@ def detector_settings(args: argparse.Namespace) -> DetectorSettings:
 
 # --------------------------------------------------------------------------- Detectron2
 def _run_detectron2(args, info, writer, todo, filenames, sizes, weights: str | None) -> int:
-    model, cfg = build_detector(detector_settings(args), info.device, weights)
+    """Detect ``todo`` into ``writer``: the loader decodes and resizes in ``--workers``
+    processes (into pinned memory on CUDA), the device detects a batch while a thread writes the
+    previous ones (:class:`hoi.engine.write_behind.WriteBehind`), one copy to the host a batch."""
+    device = info.device
+    cuda = device.type == "cuda"
+    model, cfg = build_detector(detector_settings(args), device, weights)
+    batch_size = args.batch_size or (CUDA_BATCH if cuda else CPU_BATCH)
+    workers = loader_workers() if args.workers is None else args.workers
     loader = DataLoader(
         ImageListDataset(args.images, filenames, todo, Detectron2Input(cfg), sizes, str(args.anno)),
-        batch_size=args.batch_size, num_workers=args.workers, collate_fn=lambda batch: batch,
+        batch_size=batch_size, num_workers=workers, collate_fn=_as_list, pin_memory=cuda,
     )
-    count = 0
     bar = tqdm(total=len(todo), desc=f"detect[{info.rank}]", unit="img", disable=not info.is_main)
-    with torch.inference_mode(), bar:
+    progress = DurableProgress(len(todo), f"[detect] rank {info.rank}", args.log_every, bar)
+
+    def write(item: tuple[list[int], list[int], list[tuple[int, int]],
+                          tuple[torch.Tensor], Ready]) -> None:
+        indices, counts, image_sizes, (packed,), ready = item
+        ready.wait()
+        for i, det in zip(indices, unpack_detections(packed.numpy(), counts, image_sizes)):
+            writer.write(i, det)
+        progress.written(len(indices))
+
+    def flush() -> None:
+        writer.flush()
+        progress.flushed()
+
+    with torch.inference_mode(), bar, WriteBehind(write, flush, args.write_queue,
+                                                  name="detect-writer") as behind:
         for batch in loader:
-            for (i, _), det in zip(batch, detect_batch(model, [inp for _, inp in batch])):
-                writer.write(i, det)
-            writer.flush()
-            count += len(batch)
-            bar.update(len(batch))
-            print(f"[detect] rank {info.rank}: done {count}/{len(todo)}", flush=True)
-    return count
+            inputs = [inp for _, inp in batch]
+            packed, counts = raw_detections(model, to_device(inputs, device))
+            behind.put(([i for i, _ in batch], counts,
+                        [(inp["width"], inp["height"]) for inp in inputs], *to_host(packed)))
+    return progress.count
+
+
+def _as_list(batch: list) -> list:
+    return batch
 
 
 # --------------------------------------------------------------------------- ground truth
@@ -215,6 +262,14 @@ def provenance_of(args: argparse.Namespace, anno: dict[str, Any]) -> dict[str, A
 
 
 def detect(args: argparse.Namespace) -> Path:
+    """One run per output file: ``<out>.lock`` is held for the whole stage
+    (:mod:`hoi.engine.run_lock`)."""
+    info = init_distributed(args.device) if args.source == "detectron2" else None
+    with hold_run_lock(args.out, "data_prep.detect", folder=False, dist=info):
+        return _detect(args)
+
+
+def _detect(args: argparse.Namespace) -> Path:
     out = Path(args.out)
     anno = load_valid_annotations(args.anno)
     filenames, sizes = anno["filenames"], anno["size"]

@@ -9,6 +9,14 @@ ImageNet mean/std and passed through the backbone up to ``--stage`` (4 = torchvi
 stride 16, 1024 channels). Maps are stored as float16, one image per chunk, with a done flag
 per image: a killed run resumes where it stopped and recomputes no finished image. Under
 torchrun every rank writes its own share to a part file and rank 0 merges them.
+
+The loop keeps the device busy: ``--workers`` processes decode and resize the images and hand
+them over as uint8 (pinned on CUDA; a quarter of the float32 bytes), the device normalises them
+in float32 and runs the backbone (on CUDA: cuDNN autotuning, channels-last, float16 autocast as
+before), the maps come back to pinned host memory without waiting, and a writer thread stores
+them behind a queue of ``--write-queue`` batches (an image counts as done only once its map is
+flushed). A map holding NaN or inf is refused before it is written, naming the image. Progress:
+the bar, and a line at the first written batch, every ``--log-every`` seconds and at the end.
 ``--weights none`` runs a randomly initialised backbone (smoke tests only), seeded by
 ``--seed`` and recorded as ``random`` with that seed, so the same backbone can be rebuilt.
 
@@ -21,12 +29,15 @@ dtype) is what ``hoi train`` / ``hoi test`` compare, see :mod:`hoi.provenance`.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -36,17 +47,25 @@ from hoi.data.images import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ImageListDataset,
-    backbone_input,
     check_image_dir,
+    loader_workers,
+    resized_uint8,
 )
 from hoi.data.validation import load_valid_annotations
 from hoi.engine.disk import require_free_space
 from hoi.engine.distributed import barrier, cleanup, init_distributed
+from hoi.engine.run_lock import hold_run_lock
+from hoi.engine.write_behind import DurableProgress, Ready, WriteBehind, to_host
 from hoi.errors import UserError
 from hoi.models.backbones import ARCHS, FrozenFeatureExtractor, backbone_config
 from hoi.models.extractor import build_extractor as extractor_of
-from hoi.models.extractor import extract_maps, map_shape
+from hoi.models.extractor import device_maps, finite_per_image, map_shape, refuse_non_finite
 from hoi.provenance import annotation_fingerprint
+
+CUDA_BATCH = 64  # a GPU needs large batches to be busy; the maps are 1.28 MB each at 400x400
+CPU_BATCH = 8
+WRITE_QUEUE = 4  # batches
+LOG_EVERY_S = 60.0
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -66,12 +85,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                                                         "stride 16)")
     p.add_argument("--mean", nargs=3, type=float, default=IMAGENET_MEAN)
     p.add_argument("--std", nargs=3, type=float, default=IMAGENET_STD)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"images per batch (default: {CUDA_BATCH} on CUDA; {CPU_BATCH} on the CPU, "
+                        "where larger batches cost memory and gain no speed)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="DataLoader processes decoding and resizing the images (default: the "
+                        "cores of this process less one, shared among the ranks of a machine; "
+                        f"{loader_workers()} here)")
+    p.add_argument("--write-queue", type=int, default=WRITE_QUEUE,
+                   help="batches of maps that may wait for the writer thread before the "
+                        "computation waits (each batch x 1.28 MB of host memory at 400x400)")
+    p.add_argument("--log-every", type=float, default=LOG_EVERY_S,
+                   help="seconds between progress lines beside the bar (0: a line after every "
+                        "written batch)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--non-strict", action="store_true", help="load weights whose keys do not all "
                                                              "match")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.write_queue < 1:
+        p.error(f"--write-queue must be at least 1, got {args.write_queue}")
+    return args
 
 
 def build_extractor(args: argparse.Namespace) -> tuple[FrozenFeatureExtractor, dict]:
@@ -101,6 +134,14 @@ def merge_parts(out: Path, parts: list[Path], filenames, sizes, shape, provenanc
 
 
 def extract(args: argparse.Namespace) -> Path:
+    """One run per output file: ``<out>.lock`` is held for the whole stage
+    (:mod:`hoi.engine.run_lock`)."""
+    info = init_distributed(args.device)
+    with hold_run_lock(args.out, "data_prep.extract", folder=False, dist=info):
+        return _extract(args)
+
+
+def _extract(args: argparse.Namespace) -> Path:
     info = init_distributed(args.device)
     out = Path(args.out)
     anno = load_valid_annotations(args.anno)
@@ -109,7 +150,12 @@ def extract(args: argparse.Namespace) -> Path:
     extractor, provenance = build_extractor(args)
     provenance.update(annotation=annotation_fingerprint(args.anno, anno),
                       code_version=code_version())
-    extractor.to(info.device)
+    device = info.device
+    cuda = device.type == "cuda"
+    extractor.to(device)
+    if cuda:  # one input size throughout: let cuDNN pick its fastest kernels once
+        torch.backends.cudnn.benchmark = True
+        extractor.to(memory_format=torch.channels_last)
     shape = map_shape(extractor, args.input_size)
     target = out if not info.distributed else rank_part(out, info.rank, info.world_size)
     if info.distributed and out.exists():  # an earlier run already merged some images
@@ -122,28 +168,50 @@ def extract(args: argparse.Namespace) -> Path:
     todo = writer.pending(mine)
     require_free_space(target, len(todo) * int(np.prod(shape)) * 2, "the feature maps of "
                                                                     f"{len(todo)} images")
+    batch_size = args.batch_size or (CUDA_BATCH if cuda else CPU_BATCH)
+    workers = loader_workers() if args.workers is None else args.workers
     if info.is_main:
         print(f"[extract] {out}: {len(mine) - len(todo)} of {len(mine)} images of this rank "
               "already done; "
-              f"{len(todo)} to go on {info.device} (world size {info.world_size})", flush=True)
-    transform = lambda img: backbone_input(img, args.input_size, args.mean, args.std)  # noqa: E731
+              f"{len(todo)} to go on {device} (world size {info.world_size}; batch {batch_size}, "
+              f"{workers} loader workers)", flush=True)
+    # uint8 across to the device, normalised there (hoi.data.images.normalize_images)
+    transform = functools.partial(resized_uint8, size=tuple(args.input_size))
     loader = DataLoader(
         ImageListDataset(args.images, filenames, todo, transform, sizes, str(args.anno)),
-        batch_size=args.batch_size, num_workers=args.workers, pin_memory=info.device.type == "cuda",
-        persistent_workers=False,
+        batch_size=batch_size, num_workers=workers, pin_memory=cuda,
     )
-    start, count = time.perf_counter(), 0
+    normalization = {"mean": list(args.mean), "std": list(args.std)}
     bar = tqdm(total=len(todo), desc=f"extract[{info.rank}]", unit="img", disable=not info.is_main)
-    with bar:
-        for indices, maps in extract_maps(extractor, loader, info.device):
-            for i, fmap in zip(indices, maps):
-                writer.write(i, fmap)
-            writer.flush()
-            count += len(indices)
-            bar.update(len(indices))
-            print(f"[extract] rank {info.rank}: done {count}/{len(todo)}", flush=True)
+    progress = DurableProgress(len(todo), f"[extract] rank {info.rank}", args.log_every, bar)
+
+    def write(item: tuple[list[int], tuple[torch.Tensor, torch.Tensor], Ready]) -> None:
+        indices, (maps, finite), ready = item
+        ready.wait()
+        bad = np.flatnonzero(~finite.numpy())
+        if len(bad):  # the whole batch is refused; the earlier ones stay done
+            raise refuse_non_finite(Path(args.images) / filenames[indices[bad[0]]], args.weights)
+        for i, fmap in zip(indices, maps.numpy()):
+            writer.write(i, fmap)
+        progress.written(len(indices))
+
+    def flush() -> None:
+        writer.flush()
+        progress.flushed()
+
+    start = time.perf_counter()
+    try:
+        with bar, WriteBehind(write, flush, args.write_queue, name="extract-writer") as behind:
+            for indices, maps in device_maps(extractor, loader, device, normalization,
+                                             channels_last=cuda):
+                behind.put((indices, *to_host(maps, finite_per_image(maps))))
+    except BaseException:
+        with contextlib.suppress(Exception):  # what was written stays done; the error is the news
+            writer.close()
+        raise
     writer.close()
     elapsed = time.perf_counter() - start
+    count = progress.count
     if info.is_main and count:
         print(f"[extract] {count} images in {elapsed:.1f} s ({count / elapsed:.2f} images/s on "
               "rank 0)", flush=True)

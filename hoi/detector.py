@@ -167,15 +167,44 @@ class Detectron2Input:
                 "height": h, "width": w}
 
 
+def to_device(inputs: Sequence[dict[str, Any]], device: torch.device) -> list[dict[str, Any]]:
+    """The inputs with their images on ``device`` (a non-blocking copy from pinned memory), so
+    that the model's own move is a no-op."""
+    return [{**inp, "image": inp["image"].to(device, non_blocking=True)} for inp in inputs]
+
+
 @torch.inference_mode()
+def raw_detections(model, inputs: Sequence[dict[str, Any]]) -> tuple[torch.Tensor, list[int]]:
+    """The model's detections of a batch, packed on its device into one (K, 6) float32 tensor
+    (``x1, y1, x2, y2`` continuous 0-based, score, COCO contiguous class 0..79) and the count of
+    each image: one copy brings a batch to the host (:func:`unpack_detections`)."""
+    results = [r["instances"] for r in model(list(inputs))]
+    counts = [len(inst) for inst in results]
+    packed = torch.cat([torch.cat([inst.pred_boxes.tensor.float(), inst.scores.float()[:, None],
+                                   inst.pred_classes.float()[:, None]], dim=1)
+                        for inst in results]) if results else torch.zeros(0, 6)
+    return packed, counts
+
+
+def unpack_detections(packed: np.ndarray, counts: Sequence[int],
+                      sizes: Sequence[tuple[int, int]]) -> list[ImageProposals]:
+    """:func:`raw_detections` on the host -> per image (``sizes``: its (width, height)) proposals
+    in the annotation convention (boxes 1-based inclusive, clipped to the image; HICO object
+    indices)."""
+    coco_to_hico = hico_metadata().coco80_to_hico
+    ends = np.cumsum([0, *counts])
+    out = []
+    for a, b, (w, h) in zip(ends[:-1], ends[1:], sizes):
+        rows = packed[a:b]
+        labels = coco_to_hico[rows[:, 5].astype(np.int64) + 1]
+        out.append(ImageProposals(continuous_to_inclusive(rows[:, :4], w, h), rows[:, 4], labels))
+    return out
+
+
 def detect_batch(model, inputs: Sequence[dict[str, Any]]) -> list[ImageProposals]:
     """Detections of a batch of :class:`Detectron2Input` dicts, in the annotation convention
-    (boxes 1-based inclusive, clipped to each image; HICO object indices)."""
-    coco_to_hico = hico_metadata().coco80_to_hico
-    out = []
-    for inp, result in zip(inputs, model(list(inputs))):
-        inst = result["instances"].to("cpu")
-        labels = coco_to_hico[inst.pred_classes.numpy() + 1]
-        boxes = continuous_to_inclusive(inst.pred_boxes.tensor.numpy(), inp["width"], inp["height"])
-        out.append(ImageProposals(boxes, inst.scores.numpy(), labels))
-    return out
+    (boxes 1-based inclusive, clipped to each image; HICO object indices), brought to the host
+    in one copy."""
+    packed, counts = raw_detections(model, inputs)
+    return unpack_detections(packed.cpu().numpy(), counts,
+                             [(inp["width"], inp["height"]) for inp in inputs])

@@ -4,6 +4,8 @@
 #   bash scripts/detect.sh 4 test2015 --weights /path/to/model_final_f6e8b1.pkl
 # Paths: DATA=<dir with images/ and instances_*.json> (default data/hicodet), OUT (default $DATA/cache).
 # Multi-machine: run the same command on every machine with NNODES, NODE_RANK, MASTER_ADDR set.
+# Defaults per rank: batch 8 on CUDA (2 on CPU), (cores / ranks of the machine) - 1 decoding
+# workers, 4 batches queued for the writer thread (--batch-size, --workers, --write-queue).
 set -euo pipefail
 NGPU=${1:?usage: detect.sh NGPU SPLIT [options]}; SPLIT=${2:?usage: detect.sh NGPU SPLIT [options]}; shift 2
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

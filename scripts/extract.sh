@@ -4,6 +4,9 @@
 #   bash scripts/extract.sh 4 train2015 sac_resnet50 checkpoints/sac_resnet50_backbone.pth
 # BACKBONE: an arch name (sac_resnet50, gc_resnet101, ...) or configs/backbones/*.yaml.
 # Writes $OUT/<backbone>/features_SPLIT.h5 (DATA default data/hicodet, OUT default $DATA/cache).
+# Defaults per rank: batch 64 on CUDA (8 on CPU), (cores / ranks of the machine) - 1 decoding
+# workers, 4 batches queued for the writer thread; override with --batch-size, --workers,
+# --write-queue. Progress: the bar plus a line every --log-every seconds (60).
 set -euo pipefail
 usage="usage: extract.sh NGPU SPLIT BACKBONE WEIGHTS [options]"
 NGPU=${1:?$usage}; SPLIT=${2:?$usage}; BACKBONE=${3:?$usage}; WEIGHTS=${4:?$usage}; shift 4

@@ -66,7 +66,7 @@ def _args(split, weights: Path, out: Path, *extra: str, batch: int = 1) -> list[
     images, anno = split
     return ["--images", str(images), "--anno", str(anno), "--out", str(out), "--config", CONFIG,
             "--weights", str(weights), "--device", "cpu", "--workers", "0", "--batch-size",
-            str(batch),
+            str(batch), "--log-every", "0",
             *SIZE, *extra]
 
 
@@ -238,3 +238,45 @@ def test_image_size_unlike_the_annotation_is_refused(split, anchor_weights, tmp_
 
     with h5py.File(out.with_name(out.name + ".partial"), "r") as f:  # image 0 is kept for the rerun
         assert f["done"][()].tolist() == [1, 0, 0, 0]
+
+
+def old_detect_batch(model, inputs) -> list:
+    """The conversion of the code before issue 22, kept as the reference: every image's
+    instances brought to the host on their own."""
+    from hoi.data.cache import ImageProposals
+    from hoi.detector import continuous_to_inclusive
+
+    coco_to_hico = hico_metadata().coco80_to_hico
+    out = []
+    with torch.inference_mode():
+        for inp, result in zip(inputs, model(list(inputs))):
+            inst = result["instances"].to("cpu")
+            labels = coco_to_hico[inst.pred_classes.numpy() + 1]
+            boxes = continuous_to_inclusive(inst.pred_boxes.tensor.numpy(), inp["width"],
+                                            inp["height"])
+            out.append(ImageProposals(boxes, inst.scores.numpy(), labels))
+    return out
+
+
+def test_writer_thread_and_workers_give_the_old_per_image_detections(split, anchor_weights,
+                                                                     tmp_path) -> None:
+    """Batches of three (one copy to the host each), two loader workers and a writer thread
+    behind a queue of one: the file holds exactly what the old per-image conversion gives for
+    the same batches."""
+    from hoi.data.images import load_rgb
+    from hoi.detector import Detectron2Input, build_detector
+
+    out = tmp_path / "detections.h5"
+    assert detect_main(_args(split, anchor_weights, out, "--workers", "2", "--write-queue", "1",
+                             batch=3)) == 0
+    det = ProposalFile(out)
+    settings = DetectorSettings(config=CONFIG, min_size=256, max_size=320)
+    model, cfg = build_detector(settings, torch.device("cpu"), str(anchor_weights))
+    to_input = Detectron2Input(cfg)
+    inputs = [to_input(load_rgb(split[0] / name)) for name in det.filenames]
+    want = old_detect_batch(model, inputs[:3]) + old_detect_batch(model, inputs[3:])
+    for i, ref in enumerate(want):
+        assert len(ref) > 1
+        np.testing.assert_array_equal(det[i].boxes, ref.boxes)
+        np.testing.assert_array_equal(det[i].scores, ref.scores)
+        np.testing.assert_array_equal(det[i].labels, ref.labels)

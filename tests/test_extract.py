@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from data_prep.extract import main as extract_main
 from hoi.data.cache import CacheError, FeatureFile
+from hoi.data.images import IMAGENET_MEAN, IMAGENET_STD
 from hoi.models.backbones import create_backbone
 
 from .photos import make_photo_split
@@ -42,7 +43,7 @@ def _args(split, out: Path, *extra: str) -> list[str]:
     images, anno, weights = split
     return ["--images", str(images), "--anno", str(anno), "--backbone", "sac_resnet50",
             "--weights", str(weights), "--out", str(out), "--workers", "0", "--batch-size", "1",
-            "--device", "cpu", *INPUT, *extra]
+            "--device", "cpu", "--log-every", "0", *INPUT, *extra]
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +150,157 @@ def test_lazy_reader_in_two_worker_processes(reference) -> None:
     assert len({pid for _, pid, _ in rows} - {os.getpid()}) == 2
     for i, _, norm in rows:
         assert norm == pytest.approx(float(np.linalg.norm(ff.get(i))))
+
+
+# ------------------------------------------------------------ uint8 to the device (issue 22)
+def old_backbone_input(image, size, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """The host-side input of the code before issue 22, kept here as the reference: PIL's
+    bilinear resize of the 8-bit image, then float32 / 255, - mean, / std."""
+    from PIL import Image
+
+    h, w = size
+    arr = np.asarray(image.resize((w, h), Image.BILINEAR), dtype=np.float32) / 255.0
+    tensor = torch.from_numpy(arr).permute(2, 0, 1)
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    return (tensor - mean_t) / std_t
+
+
+def test_uint8_input_normalised_later_is_the_old_input_bit_for_bit(split) -> None:
+    from hoi.data.images import backbone_input, load_rgb, normalize_images, resized_uint8
+
+    names = sorted(p.name for p in split[0].iterdir())
+    for name in names:
+        image = load_rgb(split[0] / name)
+        for size in ((96, 96), (400, 400), (75, 131)):
+            small = resized_uint8(image, size)
+            assert small.dtype == torch.uint8 and small.shape == (3, *size)
+            old = old_backbone_input(image, size)
+            # the resize ran on the 8-bit image before as now: no rounding is added
+            assert torch.equal(normalize_images(small[None])[0], old)
+            assert torch.equal(backbone_input(image, size), old)
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    assert torch.equal(normalize_images(resized_uint8(image, (96, 96)), mean, std),
+                       old_backbone_input(image, (96, 96), mean, std))
+
+
+def test_features_equal_the_old_path_within_float16_rounding(split, tmp_path,
+                                                             monkeypatch) -> None:
+    """The stage hands uint8 batches to the device and its stored maps are those of the old
+    float32 host input (batches of two, the forward of each batch as the stage runs it)."""
+    import data_prep.extract as extract_mod
+    from hoi.data.images import load_rgb
+
+    seen: list[torch.dtype] = []
+    real = extract_mod.device_maps
+
+    def spy(extractor, loader, *a, **k):
+        def batches():
+            for indices, images in loader:
+                seen.append(images.dtype)
+                yield indices, images
+        yield from real(extractor, batches(), *a, **k)
+
+    monkeypatch.setattr(extract_mod, "device_maps", spy)
+    out = tmp_path / "features.h5"
+    assert extract_main(_args(split, out, "--batch-size", "2")) == 0
+    assert seen == [torch.uint8] * 3
+    extractor, _ = extract_mod.build_extractor(extract_mod.parse_args(_args(split, out)))
+    ff = FeatureFile(out)
+    for first in (0, 2, 4):
+        batch = torch.stack([old_backbone_input(load_rgb(split[0] / ff.filenames[i]), (96, 96))
+                             for i in (first, first + 1)])
+        with torch.inference_mode():
+            old = extractor(batch).numpy().astype(np.float16).astype(np.float32)
+        for k in range(2):
+            new = ff.get(first + k)
+            # both are float16 roundings of float32 maps: one float16 step apart at most, i.e.
+            # 2**-10 relative for normal values and 2**-24 absolute below float16's smallest
+            # normal 2**-14 (here they are equal, as the inputs are bit for bit the same)
+            np.testing.assert_allclose(new, old[k], rtol=2**-10, atol=2**-24)
+            assert np.abs(new).max() > 1e-3  # not vacuous
+
+
+# ------------------------------------------------------------ crashes keep what was written
+def _equal_files(got: Path, want: Path) -> None:
+    a, b = FeatureFile(got), FeatureFile(want)
+    assert a.done.all()
+    for i in range(len(b)):
+        np.testing.assert_array_equal(a.get(i, None), b.get(i, None))
+
+
+def test_crash_of_the_writer_thread_keeps_written_images_and_resumes(split, reference, tmp_path,
+                                                                     monkeypatch, capsys) -> None:
+    from hoi.data.cache import FeatureWriter
+    from hoi.errors import DiskFullError
+
+    real_write, calls = FeatureWriter.write, []
+
+    def write_twice(self, index, features) -> None:
+        calls.append(index)
+        if len(calls) > 2:
+            raise DiskFullError(f"{self.path}: simulated failure of write {len(calls)}")
+        real_write(self, index, features)
+
+    monkeypatch.setattr(FeatureWriter, "write", write_twice)
+    out = tmp_path / "features.h5"
+    assert extract_main(_args(split, out)) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "simulated failure of write 3" in err
+    assert FeatureFile(out, require_complete=False).done.tolist() == [1, 1, 0, 0, 0, 0]
+    monkeypatch.setattr(FeatureWriter, "write", real_write)
+    assert extract_main(_args(split, out)) == 0
+    assert "2 of 6 images of this rank already done; 4 to go" in capsys.readouterr().out
+    _equal_files(out, reference)
+
+
+def test_crash_of_the_loop_writes_the_batches_handed_over_and_resumes(split, reference, tmp_path,
+                                                                      monkeypatch) -> None:
+    import data_prep.extract as extract_mod
+
+    real = extract_mod.device_maps
+
+    def crash_after_three(*a, **k):
+        for n, item in enumerate(real(*a, **k)):
+            if n == 3:
+                raise KeyboardInterrupt  # e.g. Ctrl-C while the fourth batch is computed
+            yield item
+
+    monkeypatch.setattr(extract_mod, "device_maps", crash_after_three)
+    out = tmp_path / "features.h5"
+    assert extract_main(_args(split, out, "--write-queue", "1")) == 130  # "interrupted"
+    assert FeatureFile(out, require_complete=False).done.tolist() == [1, 1, 1, 0, 0, 0]
+    monkeypatch.setattr(extract_mod, "device_maps", real)
+    assert extract_main(_args(split, out)) == 0
+    _equal_files(out, reference)
+
+
+def test_a_map_with_nan_is_refused_in_one_line_and_earlier_batches_are_kept(split, tmp_path,
+                                                                            monkeypatch,
+                                                                            capsys) -> None:
+    """Random weights in which one conv weight turns NaN after two batches (as a NaN in a
+    weights file would, from the first image on): the third image is refused, by name."""
+    import data_prep.extract as extract_mod
+
+    from .test_bad_input import one_error
+
+    real = extract_mod.device_maps
+
+    def poison_after_two(extractor, *a, **k):
+        for n, item in enumerate(real(extractor, *a, **k)):
+            yield item
+            if n == 1:
+                extractor.body[0][0].weight.data[0, 0, 0, 0] = float("nan")  # the stem's conv
+
+    monkeypatch.setattr(extract_mod, "device_maps", poison_after_two)
+    args = _args(split, tmp_path / "features.h5")
+    args[args.index("--weights") + 1] = "none"
+    out = tmp_path / "features.h5"
+    assert extract_main(args) == 2
+    names = FeatureFile(out, require_complete=False).filenames
+    line = one_error(capsys.readouterr().err, split[0] / names[2], "weights none")
+    assert "backbone map holds NaN/inf" in line and "expected finite features" in line
+    assert FeatureFile(out, require_complete=False).done.tolist() == [1, 1, 0, 0, 0, 0]
+    monkeypatch.setattr(extract_mod, "device_maps", real)
+    assert extract_main(args) == 0  # the same random weights, unpoisoned: the run resumes
+    assert FeatureFile(out).done.all()

@@ -4,10 +4,13 @@ Backbone inputs follow the official VSGNet code (README, "Deviations"): the whol
 a fixed size (VSGNet's
 400x400 by default), scaled to [0, 1] and normalised with the ImageNet mean and std. (The
 official VSGNet code feeds unnormalised images; we normalise as the backbone was trained.)
+The resize happens on the 8-bit image (:func:`resized_uint8`, what a loader hands over), the
+normalisation on the device that runs the backbone (:func:`normalize_images`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -49,19 +52,61 @@ def read_image_size(path: str | Path) -> tuple[int, int]:
         raise ImageError(f"{path}: cannot read the image header ({err})") from err
 
 
+def resized_uint8(image: Image.Image, size: Sequence[int] = (400, 400)) -> torch.Tensor:
+    """Resize to ``size`` = (H, W) with PIL's bilinear filter on the 8-bit image -> (3, H, W)
+    uint8: what a loader hands to the device (a quarter of the float32 bytes), normalised there
+    by :func:`normalize_images`."""
+    h, w = int(size[0]), int(size[1])
+    arr = np.array(image.resize((w, h), Image.BILINEAR), dtype=np.uint8)  # a writable copy
+    return torch.from_numpy(arr).permute(2, 0, 1)
+
+
+def normalize_images(images: torch.Tensor,
+                     mean: Sequence[float] | torch.Tensor = IMAGENET_MEAN,
+                     std: Sequence[float] | torch.Tensor = IMAGENET_STD) -> torch.Tensor:
+    """uint8 images (..., 3, H, W) -> float32, scaled to [0, 1] and normalised with ``mean`` /
+    ``std``, on the images' device.
+
+    The one normalisation of backbone inputs (extraction on its device, :func:`backbone_input`
+    on the host): the same float32 operations in the same order (``x / 255``, ``- mean``,
+    ``/ std``), each correctly rounded, so that it gives the same bits wherever it runs.
+    ``mean`` / ``std`` may be float32 tensors already on that device (:func:`norm_tensors`):
+    a list would be copied there at every call, and such a copy waits for the device."""
+    x = images.to(torch.float32) / 255.0
+    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=x.device).reshape(3, 1, 1)
+    std_t = torch.as_tensor(std, dtype=torch.float32, device=x.device).reshape(3, 1, 1)
+    return (x - mean_t) / std_t
+
+
+def norm_tensors(mean: Sequence[float], std: Sequence[float],
+                 device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """``mean`` and ``std`` as float32 (3, 1, 1) tensors on ``device``, made once for
+    :func:`normalize_images`."""
+    return (torch.tensor(mean, dtype=torch.float32).view(3, 1, 1).to(device),
+            torch.tensor(std, dtype=torch.float32).view(3, 1, 1).to(device))
+
+
 def backbone_input(
     image: Image.Image,
     size: Sequence[int] = (400, 400),
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
 ) -> torch.Tensor:
-    """Resize to ``size`` = (H, W) (bilinear), scale to [0, 1], normalise -> (3, H, W) float32."""
-    h, w = int(size[0]), int(size[1])
-    arr = np.asarray(image.resize((w, h), Image.BILINEAR), dtype=np.float32) / 255.0
-    tensor = torch.from_numpy(arr).permute(2, 0, 1)
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-    return (tensor - mean_t) / std_t
+    """Resize to ``size`` = (H, W) (bilinear), scale to [0, 1], normalise -> (3, H, W) float32:
+    :func:`normalize_images` of :func:`resized_uint8`, on the host."""
+    return normalize_images(resized_uint8(image, size), mean, std)
+
+
+def loader_workers(processes_per_machine: int | None = None) -> int:
+    """Default number of DataLoader workers: the cores this process may use, less one for the
+    process itself, shared among the ``processes_per_machine`` ranks of a machine (default
+    torchrun's ``LOCAL_WORLD_SIZE``); at least 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    ranks = processes_per_machine or int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    return max(1, cores // max(1, ranks) - 1)
 
 
 def check_image_dir(root: str | Path, filenames: Sequence[str], source: str) -> Path:

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from hoi.config import build_config, to_dict
-from hoi.errors import UserError
+from hoi.data.images import norm_tensors, normalize_images
+from hoi.errors import NonFiniteError, UserError
 from hoi.models.backbones import (
     AttentionResNet,
     BackboneConfig,
@@ -123,13 +124,61 @@ def map_shape(extractor: FrozenFeatureExtractor, input_size: Sequence[int]) -> t
     return tuple(out.shape[1:])  # type: ignore[return-value]
 
 
-def extract_maps(extractor: FrozenFeatureExtractor,
-                 loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                 device: torch.device) -> Iterator[tuple[list[int], np.ndarray]]:
-    """(image indices, (B, C, H, W) float16 maps) per batch of ``(indices, images)`` from
-    ``loader``; float16 autocast on GPU, as the maps are stored."""
+def device_maps(extractor: FrozenFeatureExtractor,
+                loader: Iterable[tuple[Any, torch.Tensor]],
+                device: torch.device,
+                normalization: Mapping[str, Sequence[float]] | None = None,
+                channels_last: bool = False) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """(image indices, (B, C, H, W) float16 maps on ``device``) per batch of ``(indices,
+    images)`` from ``loader``; float16 autocast on GPU, as the maps are stored.
+
+    ``images``: uint8 (B, 3, H, W) as :func:`hoi.data.images.resized_uint8` makes them, then
+    normalised on ``device`` with ``normalization`` ({mean, std}) in float32; or float32 inputs
+    already normalised (:func:`hoi.data.images.backbone_input`). ``channels_last``: the input in
+    that memory format (for a model moved to it). The maps are the device's: nothing here waits
+    for the device, the caller copies them (:func:`hoi.engine.write_behind.to_host`)."""
     autocast = torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda")
-    with torch.inference_mode(), autocast:
+    # on the device once: a copy from a list at every batch would wait for the device
+    norm = None if normalization is None else norm_tensors(normalization["mean"],
+                                                           normalization["std"], device)
+    with torch.inference_mode():
         for indices, images in loader:
-            maps = extractor(images.to(device, non_blocking=True))
-            yield indices.tolist(), maps.half().cpu().numpy()
+            x = images.to(device, non_blocking=True)
+            if x.dtype == torch.uint8:
+                if norm is None:
+                    raise ValueError("uint8 images need the normalization {mean, std} to apply")
+                x = normalize_images(x, *norm)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast:
+                maps = extractor(x)
+            ids = indices.tolist() if isinstance(indices, torch.Tensor) else list(indices)
+            yield ids, maps.half().contiguous()
+
+
+def extract_maps(extractor: FrozenFeatureExtractor,
+                 loader: Iterable[tuple[Any, torch.Tensor]],
+                 device: torch.device,
+                 normalization: Mapping[str, Sequence[float]] | None = None,
+                 ) -> Iterator[tuple[list[int], np.ndarray]]:
+    """(image indices, (B, C, H, W) float16 maps as numpy) per batch: :func:`device_maps`
+    copied to the host batch by batch (waiting for the device each time)."""
+    for indices, maps in device_maps(extractor, loader, device, normalization):
+        yield indices, maps.cpu().numpy()
+
+
+class NonFiniteMapError(NonFiniteError):
+    """A backbone map holding NaN or inf: refused before it is written."""
+
+
+def finite_per_image(maps: torch.Tensor) -> torch.Tensor:
+    """(B,) bool on the maps' device: whether every value of each image's map is finite (no
+    NaN, no inf, also none from the float16 conversion of the stored maps)."""
+    return torch.isfinite(maps).flatten(1).all(dim=1)
+
+
+def refuse_non_finite(image: str | Path, weights: str) -> NonFiniteMapError:
+    """The one-line error for a map of ``image`` holding NaN or inf."""
+    return NonFiniteMapError(
+        f"{image}: backbone map holds NaN/inf (weights {weights}); expected finite features: "
+        "check the weights for NaN/inf values")
