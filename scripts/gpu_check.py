@@ -27,9 +27,14 @@ Checks (``--quick``: the same at toy sizes, a few minutes on a CPU):
 - ``loader``: ``hoi train``'s DataLoader alone at 1024 channels with 1, 4, 8 and cores - 1
   workers (those the machine has): images/s.
 - ``decode``: JPEG decode + 400x400 resize with cores - 1 processes at once: images/s.
+- ``pretrain_feed``: ``hoi pretrain``'s feeder beside its step (scripts/bench_pretrain_input.py):
+  the loader with cores - 1 workers decoding in the workers or on the device, ResNet-50's
+  training step alone (batch 256, bf16 where the GPU has it, channels_last), both together;
+  and the step alone for the six Table XI backbones. Fails when neither path feeds the step.
 - ``disk``: free space on the output's filesystem and on ``/dev/shm``.
 - ``plan``: Table XI on this machine from the rates above: per row disk, extraction, training
-  (50 epochs) and test time, and which resource limits each.
+  (50 epochs) and test time, and which resource limits each; and the hours of the paper's
+  ImageNet pretraining (100 epochs) of each backbone.
 
 Writes ``DIR/gpu_check.json`` (``{"checks": [{"name", "status", "figure", "detail"}]}``) and
 prints the table; exit status 1 when a check failed.
@@ -82,6 +87,12 @@ class Sizes:
     test_images: int
     step_images: int = 16
     loader_images: int = 96
+    feed_images: int = 2048  # JPEGs of 500x375 for the pretraining feeder
+    feed_batch: int = 256  # the paper's ImageNet batch on one GPU
+    feed_crop: int = 224
+    feed_steps: int = 10
+    feed_archs: tuple[str, ...] = ("resnet50", "gc_resnet50", "sac_resnet50", "resnet101",
+                                   "gc_resnet101", "sac_resnet101")
 
 
 FULL = Sizes(det_images=24, det_min_size=800, det_max_size=1333, ext_images=256, ext_batch=32,
@@ -93,7 +104,8 @@ QUICK = Sizes(det_images=2, det_min_size=160, det_max_size=240, ext_images=4, ex
               ext_size=128,
               decode_s=0.5, pre_crop=32, pre_images=4, pre_epochs=2, train_images=24, train_batch=4,
               train_iters=3,
-              channels=1024, test_images=8, step_images=2, loader_images=16)
+              channels=1024, test_images=8, step_images=2, loader_images=16, feed_images=16,
+              feed_batch=4, feed_crop=32, feed_steps=1, feed_archs=("resnet50", "sac_resnet50"))
 
 
 def _env() -> dict[str, str]:
@@ -292,7 +304,9 @@ def check_pretrain_resume(device, sizes: Sizes, out: Path) -> tuple[str, str, st
                 f"data.eval_crop={c}", "data.crop_scale=[0.5,1.0]", "data.workers=0",
                 "optim.batch_size=2",
                 "optim.eval_batch_size=4", f"optim.epochs={sizes.pre_epochs}",
-                "optim.warmup_epochs=1", "optim.lr=0.01",
+                # batches of 2: at lr 0.01 SAC's quadratic term blows BatchNorm's running
+                # variance up within a few steps, which a run refuses to save
+                "optim.warmup_epochs=1", "optim.lr=0.0001",
                 "progress=false", "tensorboard=false", f"device={device.type}", "log_every=1"]
 
     t0 = time.perf_counter()
@@ -476,6 +490,7 @@ def check_test_eval(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
 RATES: dict[str, float] = {}  # figures later checks (the plan) build on, by name
 HICO = {"train": 38118, "test": 9658, "train_used": 36212}  # images; train_used: 95 % of train
 EPOCHS = 50  # the SAC paper's schedule (configs/hico/base.yaml)
+IMAGENET = {"train": 1281167, "val": 50000, "epochs": 100}  # the SAC paper's recipe (Sec. IV-B)
 
 
 def _worker_counts() -> list[int]:
@@ -546,6 +561,43 @@ def check_decode(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
         "extraction with that many workers")
 
 
+def check_pretrain_feed(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
+    from bench_pretrain_input import (
+        Step,
+        default_workers,
+        feed_rates,
+        make_jpeg_folder,
+        model_rate,
+    )
+
+    root = out / "feed_jpegs"
+    shutil.rmtree(root, ignore_errors=True)
+    try:
+        make_jpeg_folder(root, sizes.feed_images)
+        rows = feed_rates(device, root, "resnet50", sizes.feed_batch, sizes.feed_crop,
+                          default_workers(), sizes.feed_steps)
+        models = {rows[0]["arch"]: rows[0]["model"]}
+        for arch in sizes.feed_archs:
+            if arch not in models:
+                models[arch] = model_rate(Step(arch, device), sizes.feed_batch, sizes.feed_crop,
+                                          sizes.feed_steps)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    loader = {r["decode"]: r["loader"] for r in rows}
+    best = max(loader, key=loader.get)
+    RATES["pretrain_loader_images_per_s"] = loader[best]
+    for arch, rate in models.items():
+        RATES[f"pretrain_model_{arch}"] = rate
+    both = ", ".join(f"{r['decode']} decode: loader {r['loader']:.0f}, both {r['both']:.0f} "
+                     f"({r['limited_by']}-bound)" for r in rows)
+    status = "pass" if loader[best] >= models["resnet50"] else "fail"
+    return status, f"ResNet-50 step {models['resnet50']:.0f} images/s; {both}", (
+        f"hoi pretrain's feeder and step (batch {sizes.feed_batch}, crop {sizes.feed_crop}, "
+        f"{rows[0]['workers']} workers, amp {rows[0]['amp']}); model alone, images/s: "
+        + ", ".join(f"{a} {r:.0f}" for a, r in models.items())
+        + "; fails when neither decode path feeds ResNet-50's step")
+
+
 def check_disk(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
     from hoi.engine.disk import free_bytes, human_bytes
 
@@ -587,15 +639,40 @@ def check_plan(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
                  "sac_resnet101"):
         lines.append(f"| {arch} | {human_bytes(row_bytes)} | {where} | {hours['extract']:.2f} | "
                      f"{hours['train']:.2f} | {hours['test']:.2f} |")
+    pretrain = pretrain_hours()
+    if pretrain:
+        lines += ["", "| backbone | ImageNet pretraining h (100 epochs) | limited by |",
+                  "|---|---:|---|"]
+        lines += [f"| {arch} | {h:.1f} | {by} |" for arch, (h, by) in pretrain.items()]
     (out / "table_xi_plan.md").write_text(
         "\n".join(lines) + f"\n\nExtraction limited by {extract_by}, training by the {train_by}; "
         "every row at the SAC-ResNet-50 extraction rate (ResNet-101 rows extract more slowly); "
-        "test at hoi test's rate on the check's images, start-up included.\n")
+        "test at hoi test's rate on the check's images, start-up included. Pretraining: "
+        f"{IMAGENET['epochs']} epochs of {IMAGENET['train']:,} images at the lower of the "
+        "measured feeder and model rates, plus the validation images at 3x that rate "
+        "(forward only).\n")
     status = "pass" if where != "nowhere" else "fail"
     return status, f"{total:.1f} h per row, {6 * total:.0f} h for the six rows", (
         f"per row: extraction {hours['extract']:.2f} h (limit: {extract_by}), training "
         f"{hours['train']:.2f} h (limit: {train_by}), test {hours['test']:.2f} h; features "
-        f"{human_bytes(row_bytes)} a row, cache on {where}; table in {out / 'table_xi_plan.md'}")
+        f"{human_bytes(row_bytes)} a row, cache on {where}; "
+        + ("ImageNet pretraining " + ", ".join(f"{a} {h:.1f} h" for a, (h, _) in pretrain.items())
+           + "; " if pretrain else "")
+        + f"table in {out / 'table_xi_plan.md'}")
+
+
+def pretrain_hours() -> dict[str, tuple[float, str]]:
+    """Hours of the paper's ImageNet recipe per backbone from the pretrain_feed rates."""
+    loader = RATES.get("pretrain_loader_images_per_s")
+    out = {}
+    for key, model in RATES.items():
+        if loader is None or not key.startswith("pretrain_model_"):
+            continue
+        rate = min(model, loader)
+        seconds = IMAGENET["epochs"] * (IMAGENET["train"] / rate + IMAGENET["val"] / (3 * rate))
+        out[key.removeprefix("pretrain_model_")] = (seconds / 3600,
+                                                    "model" if model <= loader else "feeder")
+    return out
 
 
 CHECKS: list[tuple[str, Callable]] = [
@@ -603,7 +680,7 @@ CHECKS: list[tuple[str, Callable]] = [
     ("fp16", check_fp16), ("pretrain_resume", check_pretrain_resume), ("ddp", check_ddp),
     ("vsgnet_train", check_vsgnet_train), ("test_eval", check_test_eval),
     ("heads_step", check_heads_step), ("loader", check_loader), ("decode", check_decode),
-    ("disk", check_disk), ("plan", check_plan),
+    ("pretrain_feed", check_pretrain_feed), ("disk", check_disk), ("plan", check_plan),
 ]
 
 

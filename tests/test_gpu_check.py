@@ -11,7 +11,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKS = ["env", "ops", "detect", "extract", "fp16", "pretrain_resume", "ddp", "vsgnet_train",
-          "test_eval", "heads_step", "loader", "decode", "disk", "plan"]
+          "test_eval", "heads_step", "loader", "decode", "pretrain_feed", "disk", "plan"]
 
 
 def test_quick_cpu_run_passes(tmp_path) -> None:
@@ -38,3 +38,9 @@ def test_quick_cpu_run_passes(tmp_path) -> None:
     plan = (tmp_path / "table_xi_plan.md").read_text()
     assert plan.count("| ") >= 8 and "| sac_resnet101 |" in plan and "limited by" in plan
     assert "h per row" in rows["plan"]["figure"]
+    # the pretraining feeder beside its step, and the hours of the paper's recipe it gives
+    assert "cpu decode: loader" in rows["pretrain_feed"]["figure"]
+    assert "device decode: loader" in rows["pretrain_feed"]["figure"]
+    assert "sac_resnet50" in rows["pretrain_feed"]["detail"]
+    assert "ImageNet pretraining h (100 epochs)" in plan and "| sac_resnet50 |" in plan
+    assert "ImageNet pretraining resnet50" in rows["plan"]["detail"]

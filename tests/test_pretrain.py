@@ -185,7 +185,9 @@ def test_two_process_gloo_run(tmp_path):
     cmd = [
         "bash", str(REPO / "scripts" / "pretrain_imagenet.sh"), "2",
         str(CONFIGS / "sac_resnet50.yaml"),
-        *tiny(data, out, 4, 4, 1, "optim.lr=0.01", "device=cpu"),
+        # 2 images per process: at lr 0.01 SAC's quadratic term blows BatchNorm's running variance
+        # up to inf within 3 steps, which the run now refuses to save (tests/test_pretrain_input)
+        *tiny(data, out, 4, 4, 1, "optim.lr=0.0001", "device=cpu"),
     ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -199,20 +201,22 @@ def test_two_process_gloo_run(tmp_path):
 
 def test_finetune_starts_from_given_resnet_weights(small_data, tmp_path):
     """The fine-tuning recipe loads a plain ResNet's weights into SAC-ResNet (attention blocks
-    left as the identity); with lr 0 the ResNet weights come out unchanged."""
+    left as the identity); with lr 1e-30 (0 is refused) every update is below float32's
+    resolution, so the ResNet weights come out unchanged."""
     plain = create_backbone("resnet50", overrides=["num_classes=3"])
     weights = tmp_path / "resnet50.pth"
     torch.save(plain.state_dict(), weights)
     out = tmp_path / "run"
     pretrain("sac_resnet50_finetune.yaml",
-             tiny(small_data, out, 4, 6, 1, f"init_weights={weights}", "optim.lr=0.0"))
+             tiny(small_data, out, 4, 6, 1, f"init_weights={weights}", "optim.lr=1e-30"))
     ckpt = torch.load(out / "checkpoint.pth", weights_only=True)
     assert ckpt["arch"]["attention"]["type"] == "sac"
     for key in ("conv1.weight", "layer3.5.conv2.weight", "fc.weight"):
         assert torch.equal(ckpt["model"][key], plain.state_dict()[key]), key
     rho = [k for k in ckpt["model"] if k.startswith("layer1.2.attn_after_conv2")
            and k.endswith("weight")]
-    assert rho and ckpt["model"][rho[-1]].abs().sum() == 0  # still the identity
+    # still the identity: rho starts at 0 and moved by at most lr x its gradient
+    assert rho and ckpt["model"][rho[-1]].abs().max() < 1e-20
 
 
 # ---- bad input ---------------------------------------------------------------------------
@@ -246,7 +250,7 @@ def test_unsorted_and_mismatched_validation_folders(small_data, tmp_path):
     loose.mkdir()
     shutil.copy(next((root / "train" / "red").iterdir()), loose / "ILSVRC2012_val_00000001.png")
     with pytest.raises(DatasetError, match="1 image files directly in it"):
-        ImageFolderDataset(loose, eval_transform(36, 32, [0.5] * 3, [0.2] * 3))
+        ImageFolderDataset(loose, eval_transform(36, 32))
 
 
 def test_unreadable_image_stops_naming_the_file(small_data, tmp_path):
@@ -254,7 +258,7 @@ def test_unreadable_image_stops_naming_the_file(small_data, tmp_path):
     shutil.copytree(small_data, root)
     bad = root / "train" / "red" / "red_99.png"
     bad.write_bytes(b"not a png")
-    dataset = ImageFolderDataset(root / "train", eval_transform(36, 32, [0.5] * 3, [0.2] * 3))
+    dataset = ImageFolderDataset(root / "train", eval_transform(36, 32))
     index = [p for p, _ in dataset.samples].index(str(bad))
     with pytest.raises(ImageReadError, match=rf"{bad}: cannot read image .* class 'red'"):
         dataset[index]

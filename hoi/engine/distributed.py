@@ -37,6 +37,17 @@ class DistInfo:
         return self.world_size > 1
 
 
+@dataclass
+class DDPConfig:
+    """Options of DistributedDataParallel for runs on several processes."""
+
+    # gradients are views into DDP's all-reduce buckets: no copy, less memory
+    gradient_as_bucket_view: bool = True
+    # the graph is the same every step (true of these models): DDP may skip its search for
+    # unused parameters and overlap more; off by default as a new option
+    static_graph: bool = False
+
+
 def pick_device(device: str, local_rank: int = 0) -> torch.device:
     """``auto`` -> this process's GPU if there is one, else the CPU; ``cuda`` demands a GPU."""
     if device == "auto":

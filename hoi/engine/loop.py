@@ -38,10 +38,11 @@ from hoi.engine.checkpoint import (
     check_arch,
     load_checkpoint,
 )
-from hoi.engine.distributed import DistInfo, all_gather_objects, barrier
+from hoi.engine.distributed import DDPConfig, DistInfo, all_gather_objects, barrier
 from hoi.engine.logging import LOGGER_NAME, MetricsWriter, setup_logging
 from hoi.engine.precision import resolve_amp
 from hoi.engine.seed import capture_rng_state, restore_rng_state, seed_everything
+from hoi.errors import NonFiniteError
 
 CHECKPOINT_NAME = "checkpoint.pth"
 # keys whose change between the interrupted and the resumed run is expected (no warning)
@@ -69,12 +70,15 @@ class TrainState:
         return self.amp_dtype is not None
 
 
-def wrap_ddp(model: nn.Module, dist: DistInfo) -> nn.Module:
+def wrap_ddp(model: nn.Module, dist: DistInfo, options: DDPConfig | None = None) -> nn.Module:
     """``model`` in DistributedDataParallel when the run has several processes."""
     if not dist.distributed:
         return model
+    options = options or DDPConfig()
     ids = [dist.device.index] if dist.device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids)
+    return DistributedDataParallel(model, device_ids=ids,
+                                   gradient_as_bucket_view=options.gradient_as_bucket_view,
+                                   static_graph=options.static_graph)
 
 
 def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -91,6 +95,21 @@ def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], source: s
         raise CheckpointError(f"{source}: weights of another model: "
                               + "; ".join(p for p in parts if p))
     model.load_state_dict(state)
+
+
+def check_finite_weights(model: nn.Module, epoch: int, last_good: Path) -> None:
+    """Raise NonFiniteError before a checkpoint would save non-finite weights or statistics
+    (a step with a finite loss can still blow the weights up); one host read per epoch."""
+    tensors = [t for t in model.state_dict().values() if t.is_floating_point()]
+    finite = torch.stack([torch.isfinite(t).all() for t in tensors])
+    if bool(finite.all()):
+        return
+    names = [k for (k, t), ok in zip(((k, t) for k, t in model.state_dict().items()
+                                      if t.is_floating_point()), finite.tolist()) if not ok]
+    resume = f"resume from {last_good}" if last_good.exists() else "start again"
+    raise NonFiniteError(
+        f"non-finite weights after epoch {epoch + 1} ({len(names)} tensors, first {names[0]}): "
+        f"stopping without saving them (lower optim.lr, then {resume})")
 
 
 class Trainer:
@@ -140,11 +159,21 @@ class Trainer:
     # ------------------------------------------------------------------ set-up
     def start(self, resume: str | Path | None) -> None:
         """Output folder, logging, the environment in the log, no second run into a folder that
-        holds a checkpoint (unless resuming it), seeds."""
+        holds a checkpoint (unless resuming it), seeds. The folder's lock
+        (:mod:`hoi.engine.run_lock`) is taken before anything is written into it and held until
+        :meth:`release_run_lock` (the end of :meth:`run_epochs`)."""
+        import weakref
+
+        from hoi.engine.run_lock import acquire_run_lock
+
         if self.dist.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.run_lock = acquire_run_lock(self.output_dir, dist=self.dist)  # rank 0 takes it
+        weakref.finalize(self, self.run_lock.release)
         barrier()
         setup_logging(self.output_dir, self.dist.is_main)
+        if self.run_lock.takeover:
+            log.warning("%s", self.run_lock.takeover)
         dist = self.dist
         log.info("command line: %s", " ".join(sys.argv))
         log.info("python %s, torch %s, %s; %d process(es), device %s", platform.python_version(),
@@ -171,8 +200,8 @@ class Trainer:
         float16."""
         dtype = resolve_amp(amp, amp_dtype, self.dist.device)
         scaler = torch.amp.GradScaler(self.dist.device.type, enabled=dtype == torch.float16)
-        self.state = TrainState(wrap_ddp(model, self.dist), model, optimizer, scaler, dtype,
-                                scheduler)
+        self.state = TrainState(wrap_ddp(model, self.dist, getattr(self.cfg, "ddp", None)), model,
+                                optimizer, scaler, dtype, scheduler)
         return self.state
 
     # ------------------------------------------------------------------ one step
@@ -193,6 +222,7 @@ class Trainer:
         """The resumable checkpoint (and the weights alone to ``best_path``), written by the main
         process with every process's RNG state."""
         state, dist = self.state, self.dist
+        check_finite_weights(state.bare, epoch, self.checkpoint_path)
         rng = all_gather_objects(capture_rng_state())  # every rank's, so each resumes its own
         if dist.is_main:
             common = {"arch": self.arch(), "model": state.bare.state_dict(), "epoch": epoch,
@@ -272,4 +302,11 @@ class Trainer:
                      last, epochs)
         else:
             self.finished(last)
+        self.release_run_lock()
         return metrics
+
+    def release_run_lock(self) -> None:
+        """Let the output folder's lock go (taken by :meth:`start`)."""
+        lock = getattr(self, "run_lock", None)
+        if lock is not None:
+            lock.release()

@@ -11,19 +11,22 @@ dropped from its batch by :func:`collate_skipping` and counted.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
-from torchvision import transforms as T
+from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from hoi.errors import UserError
+from hoi.pretrain.augment import CropParams, TrainAugment, crop_pil, eval_pil
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 BAD_IMAGE_POLICIES = ("stop", "skip")
+# PIL modes of the JPEG files decoded on the device (nvJPEG); others (CMYK) in the workers
+DEVICE_JPEG_MODES = ("RGB", "L")
 
 
 class DatasetError(UserError, RuntimeError):
@@ -94,95 +97,165 @@ def check_same_classes(train_root: str | Path, train: list[str], val_root: str |
 
 
 class ImageFolderDataset(Dataset):
-    """Items ``(image tensor (3, H, W), class index, sample index)``, or ``None`` for an
-    unreadable image when ``on_bad_image="skip"`` (see :func:`collate_skipping`)."""
+    """The images of a class-folder tree, each with its class index and sample index.
+
+    Three kinds of items, by how the dataset is built:
+
+    - ``transform`` given (evaluation): ``(transform(image), class, index)``;
+    - ``augment`` given: ``(uint8 (3, crop, crop), class, index)``, the image cropped in the
+      worker by the draw of (seed, epoch, index); the key may be ``(epoch, index)``
+      (:class:`EpochTaggedSampler`) or a bare index (epoch 0);
+    - ``augment`` and ``encoded=True``: an :class:`EncodedImage` (the JPEG file's bytes and
+      the draw) for decoding on the training device; a file nvJPEG cannot take (not a JPEG, or
+      CMYK) is decoded and cropped here instead.
+
+    An unreadable image is ``None`` with ``on_bad_image="skip"`` (see
+    :func:`collate_skipping`).
+    """
 
     def __init__(
         self,
         root: str | Path,
-        transform: Callable[[Image.Image], torch.Tensor],
+        transform: Callable[[Image.Image], torch.Tensor] | None = None,
         on_bad_image: str = "stop",
         extensions: Sequence[str] = IMAGE_EXTENSIONS,
+        augment: TrainAugment | None = None,
+        encoded: bool = False,
     ) -> None:
         if on_bad_image not in BAD_IMAGE_POLICIES:
             raise ValueError(f"on_bad_image must be one of {BAD_IMAGE_POLICIES}, got "
                              f"{on_bad_image!r}")
+        if (transform is None) == (augment is None):
+            raise ValueError("give exactly one of transform (evaluation) and augment (training)")
         self.root = Path(root)
         self.classes, self.samples = scan_image_folder(root, extensions)
         self.transform = transform
+        self.augment = augment
+        self.encoded = encoded
         self.on_bad_image = on_bad_image
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int] | None:
+    def unreadable(self, index: int, err: Exception) -> ImageReadError:
+        path, target = self.samples[index]
+        return ImageReadError(
+            f"{path}: cannot read image ({type(err).__name__}: {err}); expected an image file "
+            f"of class '{self.classes[target]}'. Set data.on_bad_image=skip to skip and count "
+            f"unreadable images instead."
+        )
+
+    def __getitem__(self, key: int | tuple[int, int]) -> Item | None:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
         path, target = self.samples[index]
         try:
+            if self.encoded:
+                with Image.open(path) as img:  # reads the header only
+                    fmt, mode, (width, height) = img.format, img.mode, img.size
+                if fmt == "JPEG" and mode in DEVICE_JPEG_MODES:
+                    data = torch.frombuffer(bytearray(Path(path).read_bytes()), dtype=torch.uint8)
+                    return EncodedImage(data, self.augment.params(height, width, epoch, index),
+                                        target, index)
             with Image.open(path) as img:
                 img = img.convert("RGB")
         except Exception as err:  # PIL raises several types for truncated/corrupt files
             if self.on_bad_image == "skip":
                 return None
-            raise ImageReadError(
-                f"{path}: cannot read image ({type(err).__name__}: {err}); expected an image file "
-                f"of class '{self.classes[target]}'. Set data.on_bad_image=skip to skip and count "
-                f"unreadable images instead."
-            ) from err
-        return self.transform(img), target, index
+            raise self.unreadable(index, err) from err
+        if self.augment is None:
+            return self.transform(img), target, index
+        params = self.augment.params(img.height, img.width, epoch, index)
+        return crop_pil(img, params, self.augment.crop), target, index
+
+
+@dataclass
+class EncodedImage:
+    """A JPEG file's bytes (uint8 (N,)) and its crop, for decoding on the training device."""
+
+    data: torch.Tensor
+    params: CropParams
+    target: int
+    index: int
+
+
+Item = tuple[torch.Tensor, int, int] | EncodedImage
 
 
 @dataclass
 class Batch:
-    """Images (B, 3, H, W), targets (B,), sample indices (B,), and the number of unreadable
+    """Images decoded in the workers (uint8 (N, 3, H, W), or float for a custom evaluation
+    transform), JPEG files to decode on the device (M of them, with their crops), the targets
+    and sample indices of both ((N + M,), decoded ones first), and the number of unreadable
     images left out of this batch."""
 
     images: torch.Tensor
     targets: torch.Tensor
     indices: torch.Tensor
     skipped: int
+    encoded: list[torch.Tensor] = field(default_factory=list)
+    params: list[CropParams] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return self.targets.shape[0]
+
+    def pin_memory(self) -> Batch:
+        """Called by the DataLoader's pinning thread (``pin_memory=True``): page-locked copies,
+        so that ``.to(device, non_blocking=True)`` really overlaps with compute."""
+        return replace(self, images=self.images.pin_memory(), targets=self.targets.pin_memory(),
+                       indices=self.indices.pin_memory())
 
 
-def collate_skipping(items: list[tuple[torch.Tensor, int, int] | None]) -> Batch:
-    """Stack the readable items; count the ``None`` ones (skipped unreadable images)."""
-    good = [item for item in items if item is not None]
-    if not good:
+def collate_skipping(items: list[Item | None]) -> Batch:
+    """Stack the readable items (decoded ones first); count the ``None`` ones (skipped
+    unreadable images)."""
+    decoded = [item for item in items if isinstance(item, tuple)]
+    encoded = [item for item in items if isinstance(item, EncodedImage)]
+    if not decoded and not encoded:
         raise ImageReadError(
             f"all {len(items)} images of a batch are unreadable; the dataset seems broken"
         )
-    images, targets, indices = zip(*good)
+    targets = [t for _, t, _ in decoded] + [e.target for e in encoded]
+    indices = [i for _, _, i in decoded] + [e.index for e in encoded]
+    images = (torch.stack([x for x, _, _ in decoded]) if decoded
+              else torch.zeros((0, 3, 1, 1), dtype=torch.uint8))
     return Batch(
-        images=torch.stack(images),
+        images=images,
         targets=torch.tensor(targets, dtype=torch.long),
         indices=torch.tensor(indices, dtype=torch.long),
-        skipped=len(items) - len(good),
+        skipped=len(items) - len(decoded) - len(encoded),
+        encoded=[e.data for e in encoded],
+        params=[e.params for e in encoded],
     )
 
 
-def train_transform(
-    crop: int,
-    scale: Sequence[float],
-    ratio: Sequence[float],
-    hflip: float,
-    mean: Sequence[float],
-    std: Sequence[float],
-) -> T.Compose:
-    """Random-resized crop to ``crop`` x ``crop`` (scale and aspect-ratio jitter), horizontal
-    flip with probability ``hflip``, normalisation. PIL image -> (3, crop, crop)."""
-    return T.Compose([
-        T.RandomResizedCrop(crop, scale=tuple(scale), ratio=tuple(ratio), antialias=True),
-        T.RandomHorizontalFlip(hflip),
-        T.ToTensor(),
-        T.Normalize(mean, std),
-    ])
+class EpochTaggedSampler(Sampler[tuple[int, int]]):
+    """The indices of ``sampler`` as ``(epoch, index)`` keys, so that a dataset in a (possibly
+    persistent) worker draws its augmentation from the epoch without shared state."""
+
+    def __init__(self, sampler: DistributedSampler) -> None:
+        self.sampler = sampler
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((self.epoch, i) for i in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
 
 
-def eval_transform(resize: int, crop: int, mean: Sequence[float],
-                   std: Sequence[float]) -> T.Compose:
-    """Shorter side to ``resize``, centre crop ``crop`` x ``crop``, normalisation.
-    PIL image -> (3, crop, crop)."""
-    return T.Compose([
-        T.Resize(resize, antialias=True),
-        T.CenterCrop(crop),
-        T.ToTensor(),
-        T.Normalize(mean, std),
-    ])
+def train_augment(crop: int, scale: Sequence[float], ratio: Sequence[float], hflip: float,
+                  seed: int) -> TrainAugment:
+    """The training augmentation (:mod:`hoi.pretrain.augment`); normalisation is done on the
+    training device (:func:`hoi.pretrain.augment.normalize`)."""
+    return TrainAugment(crop, (float(scale[0]), float(scale[1])),
+                        (float(ratio[0]), float(ratio[1])), float(hflip), int(seed))
+
+
+def eval_transform(resize: int, crop: int) -> Callable[[Image.Image], torch.Tensor]:
+    """Shorter side to ``resize``, centre crop ``crop`` x ``crop``.
+    PIL image -> uint8 (3, crop, crop); normalised on the device."""
+    return partial(eval_pil, resize=resize, crop=crop)

@@ -16,14 +16,40 @@ import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
-from hoi.config import ConfigError, build_config
+from hoi.config import (
+    AT_LEAST_ONE,
+    FRACTION,
+    NON_NEGATIVE,
+    POSITIVE,
+    SEED,
+    Check,
+    ConfigError,
+    build_config,
+    one_of,
+)
+from hoi.engine.distributed import DDPConfig
+from hoi.engine.precision import AMP_DTYPES
 from hoi.models.backbones import ARCHS, BackboneConfig, validate_backbone_config
+from hoi.pretrain.device_input import DECODE_MODES, MEMORY_FORMATS
 from hoi.pretrain.imagefolder import BAD_IMAGE_POLICIES, IMAGE_EXTENSIONS
 
 
 @dataclass
 class DataConfig:
+    RANGES: ClassVar[dict[str, Check]] = {
+        "train_crop": AT_LEAST_ONE,
+        "crop_scale": Check(gt=0, le=1, size=2, why="[min, max] fraction of the image area"),
+        "crop_ratio": Check(gt=0, size=2, why="[min, max] aspect ratio"),
+        "hflip": Check(ge=0, le=1, why="a probability"),
+        "eval_resize": AT_LEAST_ONE, "eval_crop": AT_LEAST_ONE,
+        "mean": Check(size=3, why="per RGB channel"),
+        "std": Check(gt=0, size=3, why="per RGB channel"),
+        "workers": NON_NEGATIVE, "prefetch_factor": AT_LEAST_ONE,
+        "decode": one_of(*DECODE_MODES), "on_bad_image": one_of(*BAD_IMAGE_POLICIES),
+    }
+
     root: str = "data/imagenet"  # holds train_dir/ and val_dir/, one sub-folder per class
     train_dir: str = "train"
     val_dir: str = "val"
@@ -36,12 +62,26 @@ class DataConfig:
     mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
     workers: int = 8  # DataLoader worker processes per training process
+    persistent_workers: bool = True  # kept across epochs (augmentation is per-sample seeded)
+    prefetch_factor: int = 4  # batches each worker prepares ahead
+    # where training JPEGs are decoded: auto (on the GPU when training on one) | cpu | device
+    decode: str = "auto"
     extensions: list[str] = field(default_factory=lambda: list(IMAGE_EXTENSIONS))
     on_bad_image: str = "stop"  # stop: fail naming the file | skip: leave it out and count it
 
 
 @dataclass
 class OptimConfig:
+    RANGES: ClassVar[dict[str, Check]] = {
+        "epochs": AT_LEAST_ONE, "batch_size": AT_LEAST_ONE, "eval_batch_size": AT_LEAST_ONE,
+        "lr": POSITIVE, "momentum": Check(ge=0, lt=1), "weight_decay": NON_NEGATIVE,
+        "lr_step_epochs": AT_LEAST_ONE, "lr_gamma": Check(gt=0, le=1),
+        "warmup_epochs": NON_NEGATIVE, "warmup_start_factor": FRACTION,
+        "attention_lr_mult": Check(ge=0, why="0 freezes the attention blocks"),
+        "label_smoothing": Check(ge=0, lt=1),
+        "clip_grad_norm": Check(gt=0, why="null: no clipping"),
+    }
+
     epochs: int = 100
     batch_size: int = 256  # total over all processes; each gets batch_size / world_size
     eval_batch_size: int = 256  # total over all processes
@@ -60,6 +100,14 @@ class OptimConfig:
 
 @dataclass
 class PretrainConfig:
+    RANGES: ClassVar[dict[str, Check]] = {
+        "device": one_of("auto", "cuda", "cpu"), "bn_momentum": Check(gt=0, le=1),
+        "seed": SEED, "eval_every": AT_LEAST_ONE, "log_every": AT_LEAST_ONE,
+        "stop_after_epoch": Check(ge=1, why="null: run every epoch"),
+        "dist_timeout_s": POSITIVE, "amp_dtype": one_of(*AMP_DTYPES),
+        "memory_format": one_of(*MEMORY_FORMATS),
+    }
+
     arch: str | None = None  # a preset name (resnet50, sac_resnet50, gc_resnet101, ...)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     init_weights: str | None = None  # None (random) | torchvision | path to weights
@@ -68,7 +116,10 @@ class PretrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     output_dir: str = "runs/imagenet/default"
     device: str = "auto"  # auto | cuda | cpu
-    amp: bool = True  # autocast + GradScaler; only ever on GPU
+    amp: bool = True  # mixed precision, only ever on GPU (hoi.engine.precision)
+    amp_dtype: str = "auto"  # auto (bf16 where the GPU has it, else fp16 + scaler) | bf16 | fp16
+    memory_format: str = "auto"  # auto (channels_last on CUDA) | channels_last | contiguous
+    ddp: DDPConfig = field(default_factory=DDPConfig)  # options of DistributedDataParallel
     sync_bn: bool = False  # SyncBatchNorm across GPUs
     bn_momentum: float = 0.1  # of BatchNorm's running statistics (PyTorch's default)
     deterministic: bool = False  # cuDNN deterministic kernels (slower); CPU runs always are
@@ -93,44 +144,29 @@ def load_pretrain_config(path: str | Path | None, overrides: Sequence[str] = ())
             raise ConfigError(f"arch: unknown name {cfg.arch!r}; valid names: "
                               f"{', '.join(sorted(ARCHS))}")
         cfg = build_config(PretrainConfig, path, overrides,
-                           base={"backbone": copy.deepcopy(ARCHS[cfg.arch])})
+                           base={"backbone": copy.deepcopy(ARCHS[cfg.arch])},
+                           base_origin=f"arch={cfg.arch} preset")
     validate_pretrain_config(cfg)
     return cfg
 
 
 def validate_pretrain_config(cfg: PretrainConfig) -> None:
-    """Raise ConfigError naming the field whose value is not allowed."""
+    """Raise ConfigError naming the field whose value is not allowed. Single keys are checked
+    where they are declared (the ``RANGES`` of each dataclass, by ``build_config``); what is
+    left here relates keys to one another."""
     validate_backbone_config(cfg.backbone)
-    if cfg.data.on_bad_image not in BAD_IMAGE_POLICIES:
-        raise ConfigError(f"data.on_bad_image must be stop or skip, got {cfg.data.on_bad_image!r}")
-    if cfg.device not in ("auto", "cuda", "cpu"):
-        raise ConfigError(f"device must be auto, cuda or cpu, got {cfg.device!r}")
-    positive = {
-        "optim.epochs": cfg.optim.epochs,
-        "optim.batch_size": cfg.optim.batch_size,
-        "optim.eval_batch_size": cfg.optim.eval_batch_size,
-        "optim.lr_step_epochs": cfg.optim.lr_step_epochs,
-        "data.train_crop": cfg.data.train_crop,
-        "data.eval_crop": cfg.data.eval_crop,
-        "data.eval_resize": cfg.data.eval_resize,
-        "eval_every": cfg.eval_every,
-        "log_every": cfg.log_every,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"{key} must be positive, got {value}")
-    if cfg.optim.warmup_epochs < 0 or not 0 <= cfg.optim.warmup_start_factor <= 1:
-        raise ConfigError(
-            "optim.warmup_epochs must be >= 0 and optim.warmup_start_factor in [0, 1]")
+    for key in ("crop_scale", "crop_ratio"):
+        low, high = getattr(cfg.data, key)
+        if low > high:
+            raise ConfigError(f"data.{key}=[{low}, {high}]: expected [min, max] with min <= max")
+    if cfg.optim.nesterov and cfg.optim.momentum == 0:
+        raise ConfigError("optim.nesterov=true with optim.momentum=0: expected a momentum > 0 "
+                          "(Nesterov momentum needs one)")
     if cfg.data.eval_crop > cfg.data.eval_resize:
         raise ConfigError(
             f"data.eval_crop ({cfg.data.eval_crop}) must not exceed data.eval_resize "
             f"({cfg.data.eval_resize})"
         )
-    if not 0 < cfg.bn_momentum <= 1:
-        raise ConfigError(f"bn_momentum must be in (0, 1], got {cfg.bn_momentum}")
-    if cfg.stop_after_epoch is not None and cfg.stop_after_epoch <= 0:
-        raise ConfigError(f"stop_after_epoch must be positive, got {cfg.stop_after_epoch}")
 
 
 def per_process_batch(total: int, world_size: int, key: str = "optim.batch_size") -> int:

@@ -22,13 +22,14 @@ from tqdm import tqdm
 
 from hoi.config import to_dict
 from hoi.engine.distributed import DistInfo, all_gather_variable, all_reduce_sum
+from hoi.engine.finite import FiniteWatch
 from hoi.engine.logging import LOGGER_NAME, MetricsWriter
 from hoi.engine.loop import CHECKPOINT_NAME, Trainer
 from hoi.engine.precision import autocast
-from hoi.errors import NonFiniteError
 from hoi.models.attention import attention_classes
 from hoi.models.backbones import AttentionResNet, upgrade_backbone_record
 from hoi.models.weights import count_parameters, load_backbone_weights
+from hoi.pretrain.device_input import DeviceFeeder, decode_on_device, memory_format
 from hoi.pretrain.imagefolder import Batch
 from hoi.pretrain.imagefolder_loaders import Loaders, build_datasets, build_loaders
 from hoi.pretrain.pretrain_config import PretrainConfig
@@ -71,10 +72,12 @@ def evaluate(
     model: nn.Module,
     loader: torch.utils.data.DataLoader,
     dist: DistInfo,
-    use_amp: bool,
+    feed: DeviceFeeder,
+    amp_dtype: torch.dtype | None,
     progress: bool = False,
 ) -> dict[str, float]:
-    """Top-1, top-5 (in %) and mean loss over the whole validation set.
+    """Top-1, top-5 (in %) and mean loss over the whole validation set; ``feed`` turns a
+    batch into normalised images on the device.
 
     Each process evaluates its shard (no padding, so no image counts twice); per-image results
     are gathered from all processes. Give the bare model, not the DDP wrapper: the shards
@@ -87,9 +90,8 @@ def evaluate(
     for batch in tqdm(loader, desc="eval", leave=False, disable=not (dist.is_main and progress),
                       dynamic_ncols=True):
         batch: Batch
-        images = batch.images.to(device, non_blocking=True)
-        targets = batch.targets.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+        images, targets, _ = feed(batch)
+        with autocast(device, amp_dtype):
             logits = model(images)
         logits = logits.float()
         losses.append(F.cross_entropy(logits, targets, reduction="none").double())
@@ -125,6 +127,8 @@ class BackboneTrainer(Trainer):
     def __init__(self, cfg: PretrainConfig, dist: DistInfo) -> None:
         super().__init__(cfg, dist)
         self.loaders: Loaders | None = None  # set by run()
+        self.train_feed: DeviceFeeder | None = None
+        self.val_feed: DeviceFeeder | None = None
 
     def arch(self) -> dict[str, Any]:
         return to_dict(self.cfg.backbone)
@@ -149,38 +153,37 @@ class BackboneTrainer(Trainer):
         state.model.train()
         device = dist.device
         iters = len(loader)
-        sums = torch.zeros(4, dtype=torch.float64,
-                           device=device)  # loss * n, top-1 correct, n, skipped
+        sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss * n, top-1 correct
+        seen, skipped = 0, 0  # on the host: nothing in the loop waits for the device
+        watch = FiniteWatch(device, self.checkpoint_path)
         start, lr = time.time(), float("nan")
         bar = tqdm(loader, total=iters, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", leave=False,
                    disable=not (dist.is_main and cfg.progress), dynamic_ncols=True)
         for i, batch in enumerate(bar):
             batch: Batch
-            images = batch.images.to(device, non_blocking=True)
-            targets = batch.targets.to(device, non_blocking=True)
+            images, targets, failed = self.train_feed(batch)
             with autocast(device, state.amp_dtype):
                 logits = state.model(images)
                 loss = F.cross_entropy(logits, targets, label_smoothing=cfg.optim.label_smoothing)
-            if not torch.isfinite(loss).item():
-                raise NonFiniteError(
-                    f"training loss is {loss.item()} at epoch {epoch + 1}, iteration "
-                    f"{i + 1}/{iters}: "
-                    f"stopping (lower optim.lr, or resume from the last checkpoint)"
-                )
+            watch.update_named({"loss": loss}, i)
             self.optimizer_step(loss)
             lr = state.optimizer.param_groups[0]["lr"]
             state.scheduler.step()
             n = targets.shape[0]
             with torch.no_grad():
                 correct = topk_correct(logits.detach(), targets, (1,))[:, 0].sum()
-            sums += torch.stack([loss.detach().double() * n, correct.double(),
-                                 torch.tensor(n, dtype=torch.float64, device=device),
-                                 torch.tensor(batch.skipped, dtype=torch.float64, device=device)])
+                sums += torch.stack([loss.detach().double() * n, correct.double()])
+            seen += n
+            skipped += batch.skipped + failed
             step = epoch * iters + i
             if (i + 1) % cfg.log_every == 0:
-                writer.write(step, {"train/loss_iter": loss.item(), "train/lr_iter": lr},
+                watch.check(epoch, iters)
+                value = loss.item()
+                writer.write(step, {"train/loss_iter": value, "train/lr_iter": lr},
                              epoch=epoch + 1)
-                bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}")
+                bar.set_postfix(loss=f"{value:.3f}", lr=f"{lr:.4g}")
+        watch.check(epoch, iters)
+        sums = torch.cat([sums, torch.tensor([seen, skipped], dtype=torch.float64, device=device)])
         total = all_reduce_sum(sums)
         elapsed = time.time() - start
         return {
@@ -195,8 +198,8 @@ class BackboneTrainer(Trainer):
     def after_epoch(self, epoch: int, metrics: dict[str, float]) -> Path | None:
         cfg = self.cfg
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.optim.epochs:
-            metrics.update(evaluate(self.state.bare, self.loaders.val, self.dist,
-                                    self.state.use_amp, cfg.progress))
+            metrics.update(evaluate(self.state.bare, self.loaders.val, self.dist, self.val_feed,
+                                    self.state.amp_dtype, cfg.progress))
         return None
 
     def build_model(self, resuming: bool) -> AttentionResNet:
@@ -227,12 +230,23 @@ class BackboneTrainer(Trainer):
         if dist.device.type == "cuda":
             torch.backends.cudnn.benchmark = not cfg.deterministic
             torch.backends.cudnn.deterministic = cfg.deterministic
-        train_set, val_set = build_datasets(cfg)
+        encoded = decode_on_device(cfg.data.decode, dist.device)
+        train_set, val_set = build_datasets(cfg, encoded)
         if cfg.backbone.num_classes != len(train_set.classes):
             log.info("backbone.num_classes = %d (class folders of %s)", len(train_set.classes),
                      train_set.root)
             cfg.backbone.num_classes = len(train_set.classes)
         self.loaders = build_loaders(cfg, train_set, val_set, dist)
+        fmt = memory_format(cfg.memory_format, dist.device)
+        d = cfg.data
+        self.train_feed = DeviceFeeder(dist.device, d.mean, d.std, d.train_crop, fmt, train_set)
+        self.val_feed = DeviceFeeder(dist.device, d.mean, d.std, d.eval_crop, fmt, val_set)
+        log.info("training images decoded %s; %s; memory format %s",
+                 f"on {dist.device} (JPEG bytes from the workers)" if encoded
+                 else "by the loader workers (uint8 to the device)",
+                 f"{d.workers} worker(s) per process" + (", persistent" if d.persistent_workers
+                                                         and d.workers else ""),
+                 "channels_last" if fmt == torch.channels_last else "contiguous")
         self.iters = len(self.loaders.train)
         log.info("%d training images, %d validation images, %d classes; %d iterations per epoch of "
                  "%d images "
@@ -243,13 +257,13 @@ class BackboneTrainer(Trainer):
                                                                  for c in train_set.classes))
         self.save_config()
 
-        model = self.build_model(resuming=resume is not None)
+        model = self.build_model(resuming=resume is not None).to(memory_format=fmt)
         optimizer = build_optimizer(cfg, model)
         o = cfg.optim
         scheduler = warmup_step_scheduler(optimizer, self.iters, o.warmup_epochs,
                                           o.warmup_start_factor,
                                           o.lr_step_epochs, o.lr_gamma)
-        self.new_state(model, optimizer, cfg.amp, scheduler)
+        self.new_state(model, optimizer, cfg.amp, scheduler, cfg.amp_dtype)
         if resume is not None:
             self.resume(resume)
         return self.run_epochs()
