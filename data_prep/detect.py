@@ -277,7 +277,7 @@ def _detect(args: argparse.Namespace) -> Path:
     if args.source == "gt":
         dets = [gt_proposals_jittered(anno, i, args.jitter,
                                       args.seed) for i in range(len(filenames))]
-        write_proposals(out, filenames, dets, prov)
+        write_proposals(out, filenames, dets, prov, sizes)
         print("[detect] ground-truth "
               f"boxes{f' jittered by {args.jitter:.2f}' if args.jitter else ''} "
               f"for {len(filenames)} images -> {out}", flush=True)
@@ -295,7 +295,7 @@ def _detect(args: argparse.Namespace) -> Path:
             dets = [import_detections(Path(args.import_dir) / (Path(n).stem + ".json"), args,
                                       sizes[i])
                     for i, n in enumerate(filenames)]
-        write_proposals(out, filenames, dets, prov)
+        write_proposals(out, filenames, dets, prov, sizes)
         print(f"[detect] imported detections for {len(filenames)} images -> {out}", flush=True)
         return out
 
@@ -326,14 +326,14 @@ def _detect(args: argparse.Namespace) -> Path:
               "0)", flush=True)
     barrier()
     if not info.distributed:
-        writer.finalize()
+        writer.finalize(sizes)
     else:
         writer.close()
         barrier()
         if info.is_main:
             merge_partials(out, [rank_part(out, r, info.world_size)
                                  for r in range(info.world_size)],
-                           filenames, args.max_per_image, prov)
+                           filenames, args.max_per_image, prov, sizes)
             print(f"[detect] merged {info.world_size} parts into {out}", flush=True)
         barrier()
     cleanup()
@@ -341,7 +341,7 @@ def _detect(args: argparse.Namespace) -> Path:
 
 
 def merge_partials(out: Path, parts: list[Path], filenames: list[str], max_per_image: int,
-                   prov: dict) -> None:
+                   prov: dict, sizes: list | None = None) -> None:
     """Combine the ranks' partial files (each done on its own share) into the final file."""
     merged: list[ImageProposals | None] = [None] * len(filenames)
     writers = [ProposalWriter(p, filenames, max_per_image, prov) for p in parts]
@@ -352,7 +352,7 @@ def merge_partials(out: Path, parts: list[Path], filenames: list[str], max_per_i
     if missing:
         raise CacheError(f"{out}: {len(missing)} images have no detections in any part, e.g. "
                          f"{missing[:3]}")
-    write_proposals(out, filenames, merged, prov)  # type: ignore[arg-type]
+    write_proposals(out, filenames, merged, prov, sizes)  # type: ignore[arg-type]
     for w in writers:
         w.close()
         w.partial.unlink()

@@ -129,10 +129,16 @@ def test_backbone_that_cannot_be_rebuilt_is_refused(trained, tmp_path, capsys) -
 
 def test_given_detections_of_a_resized_copy_are_refused(trained, tmp_path, capsys) -> None:
     """--detections made for the originals, --images holding a half-size copy of one of them:
-    refused in one line naming that image and both sizes, before any work."""
+    refused in one line naming that image and both sizes, before any work; in a file made
+    before detections files recorded image sizes, by the boxes reaching past the image."""
+    import h5py
     from PIL import Image
 
     images, root, ckpt = trained
+    old_file = tmp_path / f"detections_{SPLIT}.h5"
+    shutil.copyfile(root / "cache" / f"detections_{SPLIT}.h5", old_file)
+    with h5py.File(old_file, "r+") as f:
+        del f["image_sizes"]
     copies = tmp_path / "copies"
     shutil.copytree(images, copies)
     small = sorted(copies.iterdir())[1]
@@ -141,33 +147,35 @@ def test_given_detections_of_a_resized_copy_are_refused(trained, tmp_path, capsy
         img.resize((w // 2, h // 2)).save(small, quality=90)
     out = tmp_path / "pred"
     assert hoi_main(["predict", "--checkpoint", str(ckpt), "--images", str(copies),
-                     "--detections", str(root / "cache" / f"detections_{SPLIT}.h5"),
-                     "--out", str(out)]) == 2
+                     "--detections", str(old_file), "--out", str(out)]) == 2
     line = one_error(capsys.readouterr().err, small, f"decoded size {w // 2}x{h // 2}",
                      f"x2={w}", "--detections")
     assert "past the image" in line and not (out / "predictions.json").exists()
 
 
-def test_detections_recording_other_sizes_are_refused(trained, tmp_path) -> None:
-    """Where the detections file records each image's size, that size is compared."""
-    from hoi.data.cache import ProposalFile
-    from hoi.inference.predict_images import DetectionSizeError, given_proposals
+def test_detections_recording_other_sizes_are_refused(trained, tmp_path, capsys) -> None:
+    """data_prep.detect records each image's size in the detections file; a larger copy of an
+    image (whose boxes would all fit) is refused by that size."""
+    from PIL import Image
 
-    images, root, _ = trained
+    from hoi.data.cache import ProposalFile
+
+    images, root, ckpt = trained
     dets = root / "cache" / f"detections_{SPLIT}.h5"
-    paths = sorted(images.iterdir())
-    names = [p.name for p in paths]
     anno = json.loads((root / f"instances_{SPLIT}.json").read_text())
-    sizes = [anno["size"][anno["filenames"].index(n)] for n in names]
-    given_proposals(dets, names, paths, sizes)  # the originals: accepted
-    recorded = np.asarray(sizes)
-    recorded[2] = [2 * sizes[2][0], 2 * sizes[2][1]]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ProposalFile, "image_sizes", recorded, raising=False)
-        with pytest.raises(DetectionSizeError, match=rf"{paths[2]}: decoded size "
-                                                     rf"{sizes[2][0]}x{sizes[2][1]}, but .* made "
-                                                     rf"for it at {2 * sizes[2][0]}x"):
-            given_proposals(dets, names, paths, sizes)
+    assert ProposalFile(dets).image_sizes.tolist() == anno["size"]
+    copies = tmp_path / "copies"
+    shutil.copytree(images, copies)
+    big = sorted(copies.iterdir())[2]
+    with Image.open(big) as img:
+        w, h = img.size
+        img.resize((2 * w, 2 * h)).save(big, quality=90)
+    out = tmp_path / "pred"
+    assert hoi_main(["predict", "--checkpoint", str(ckpt), "--images", str(copies),
+                     "--detections", str(dets), "--out", str(out)]) == 2
+    one_error(capsys.readouterr().err, big, f"decoded size {2 * w}x{2 * h}",
+              f"made for it at {w}x{h}")
+    assert not (out / "predictions.json").exists()
 
 
 def test_allow_mismatch_goes_past_another_backbone_file(trained, tmp_path, capsys) -> None:

@@ -114,8 +114,11 @@ def write_proposals(
     filenames: Sequence[str],
     detections: Sequence[ImageProposals],
     provenance: dict[str, Any],
+    image_sizes: Sequence[Sequence[int]] | None = None,
 ) -> None:
-    """Write a final (ragged) detections file atomically (a temporary file, then rename)."""
+    """Write a final (ragged) detections file atomically (a temporary file, then rename);
+    ``image_sizes`` ([w, h] per image, [0, 0] unknown) records what the detections were made
+    for (``hoi predict --detections`` checks images against it)."""
     path = Path(path)
     if len(filenames) != len(detections):
         raise ValueError(f"{len(filenames)} filenames but {len(detections)} detection sets")
@@ -129,6 +132,9 @@ def write_proposals(
         f.create_dataset("boxes", data=cat("boxes").astype(np.float32))
         f.create_dataset("scores", data=cat("scores").astype(np.float32))
         f.create_dataset("labels", data=cat("labels").astype(np.int64))
+        if image_sizes is not None:
+            f.create_dataset("image_sizes", data=np.asarray(image_sizes, dtype=np.int64)
+                             .reshape(len(filenames), 2))
         f.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
 
     _create_then_rename(path, fill)
@@ -198,6 +204,8 @@ class ProposalFile:
                 self.boxes = f["boxes"][()]
                 self.scores = f["scores"][()]
                 self.labels = f["labels"][()]
+                # [w, h] per image the detections were made for; None in files made before
+                self.image_sizes = f["image_sizes"][()] if "image_sizes" in f else None
                 self.provenance = _provenance(f)
         except OSError as err:
             raise CacheError(f"{self.path}: not a readable HDF5 file ({err})") from err
@@ -314,15 +322,16 @@ class ProposalWriter(_DoneFlags):
         return ImageProposals(self._data["boxes"][index, :k], self._data["scores"][index, :k],
                                self._data["labels"][index, :k])
 
-    def finalize(self) -> Path:
-        """Write the final ragged file (all images must be done) and remove the partial file."""
+    def finalize(self, image_sizes: Sequence[Sequence[int]] | None = None) -> Path:
+        """Write the final ragged file (all images must be done; ``image_sizes`` as in
+        :func:`write_proposals`) and remove the partial file."""
         self.flush()
         if not self.done.all():
             missing = [self.filenames[i] for i in np.flatnonzero(~self.done)[:5]]
             raise CacheError(f"{self.partial}: {int((~self.done).sum())} images not done yet, e.g. "
                              f"{missing}")
         dets = [self.read(i) for i in range(len(self.filenames))]
-        write_proposals(self.path, self.filenames, dets, self.provenance)
+        write_proposals(self.path, self.filenames, dets, self.provenance, image_sizes)
         self.close()
         self.partial.unlink()
         return self.path

@@ -100,8 +100,8 @@ def size_mismatches(dets: ProposalFile, paths: Sequence[Path],
     out = []
     for path, (w, h) in zip(paths, sizes):
         i = dets.index[path.name]
-        if recorded is not None:
-            rw, rh = (int(v) for v in recorded[i])
+        rw, rh = (int(v) for v in recorded[i]) if recorded is not None else (0, 0)
+        if (rw, rh) != (0, 0):  # a recorded size ([0, 0]: unknown, as HAKE's images without one)
             if (rw, rh) != (int(w), int(h)):
                 out.append(f"{path}: decoded size {w}x{h}, but {dets.path} holds detections "
                            f"made for it at {rw}x{rh}")
@@ -229,7 +229,7 @@ def predict_images(cfg: HOITrainConfig, ckpt: Mapping[str, Any], checkpoint: str
                                             workers)
     det_path = work / f"detections_{SPLIT}.h5"
     write_proposals(det_path, names, dets,
-                    {"kind": "detections", **det_prov, "annotation": fingerprint})
+                    {"kind": "detections", **det_prov, "annotation": fingerprint}, sizes)
 
     extractor.to(dist.device)
     input_size = feat_prov["input_size"]
