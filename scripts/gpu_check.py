@@ -31,6 +31,9 @@ Checks (``--quick``: the same at toy sizes, a few minutes on a CPU):
   the loader with cores - 1 workers decoding in the workers or on the device, ResNet-50's
   training step alone (batch 256, bf16 where the GPU has it, channels_last), both together;
   and the step alone for the six Table XI backbones. Fails when neither path feeds the step.
+- ``stage_feed``: ``data_prep.extract`` and ``data_prep.detect`` at their defaults for the
+  device (scripts/bench_extract.py): the loader, the model and the writer thread alone, and the
+  real loop, with the side that limits.
 - ``disk``: free space on the output's filesystem and on ``/dev/shm``.
 - ``plan``: Table XI on this machine from the rates above: per row disk, extraction, training
   (50 epochs) and test time, and which resource limits each; and the hours of the paper's
@@ -93,6 +96,8 @@ class Sizes:
     feed_steps: int = 10
     feed_archs: tuple[str, ...] = ("resnet50", "gc_resnet50", "sac_resnet50", "resnet101",
                                    "gc_resnet101", "sac_resnet101")
+    stage_images: int = 2048  # JPEGs of 640x480 through data_prep.extract's loop
+    stage_detect_images: int = 64  # through data_prep.detect's loop
 
 
 FULL = Sizes(det_images=24, det_min_size=800, det_max_size=1333, ext_images=256, ext_batch=32,
@@ -105,7 +110,8 @@ QUICK = Sizes(det_images=2, det_min_size=160, det_max_size=240, ext_images=4, ex
               decode_s=0.5, pre_crop=32, pre_images=4, pre_epochs=2, train_images=24, train_batch=4,
               train_iters=3,
               channels=1024, test_images=8, step_images=2, loader_images=16, feed_images=16,
-              feed_batch=4, feed_crop=32, feed_steps=1, feed_archs=("resnet50", "sac_resnet50"))
+              feed_batch=4, feed_crop=32, feed_steps=1, feed_archs=("resnet50", "sac_resnet50"),
+              stage_images=4, stage_detect_images=2)
 
 
 def _env() -> dict[str, str]:
@@ -598,6 +604,31 @@ def check_pretrain_feed(device, sizes: Sizes, out: Path) -> tuple[str, str, str]
         + "; fails when neither decode path feeds ResNet-50's step")
 
 
+def check_stage_feed(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
+    from bench_extract import feeder_rates
+
+    root = out / "stage_feed"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    try:
+        quick = sizes.stage_images < 64
+        rows = feeder_rates(device, images=sizes.stage_images,
+                            detect_images=sizes.stage_detect_images, root=root,
+                            input_size=(128, 128) if quick else (400, 400),
+                            detect_size=(160, 240) if quick else (800, 1333))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    by = {r["stage"]: r for r in rows}
+    RATES["extract_loop_images_per_s"] = by["extract"]["loop"]
+    figure = "; ".join(f"{r['stage']} {r['loop']:.1f} images/s ({r['limited_by']}-bound, "
+                       f"{r['loop_of_limit']:.0%} of it)" for r in rows)
+    detail = "; ".join(f"{r['stage']}: loader {r['loader']:.0f}, model {r['model']:.1f}, writer "
+                       f"{r['writer']:.0f} images/s alone, batch {r['batch']}, {r['workers']} "
+                       f"workers ({r['setting']})" for r in rows)
+    return "pass", figure, detail + ("; the issue's target for extraction at 400x400: 2,000 "
+                                     "images/s" if device.type == "cuda" else "")
+
+
 def check_disk(device, sizes: Sizes, out: Path) -> tuple[str, str, str]:
     from hoi.engine.disk import free_bytes, human_bytes
 
@@ -680,7 +711,8 @@ CHECKS: list[tuple[str, Callable]] = [
     ("fp16", check_fp16), ("pretrain_resume", check_pretrain_resume), ("ddp", check_ddp),
     ("vsgnet_train", check_vsgnet_train), ("test_eval", check_test_eval),
     ("heads_step", check_heads_step), ("loader", check_loader), ("decode", check_decode),
-    ("pretrain_feed", check_pretrain_feed), ("disk", check_disk), ("plan", check_plan),
+    ("pretrain_feed", check_pretrain_feed), ("stage_feed", check_stage_feed),
+    ("disk", check_disk), ("plan", check_plan),
 ]
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKS = ["env", "ops", "detect", "extract", "fp16", "pretrain_resume", "ddp", "vsgnet_train",
-          "test_eval", "heads_step", "loader", "decode", "pretrain_feed", "disk", "plan"]
+          "test_eval", "heads_step", "loader", "decode", "pretrain_feed", "stage_feed", "disk",
+          "plan"]
 
 
 def test_quick_cpu_run_passes(tmp_path) -> None:
@@ -44,3 +45,6 @@ def test_quick_cpu_run_passes(tmp_path) -> None:
     assert "sac_resnet50" in rows["pretrain_feed"]["detail"]
     assert "ImageNet pretraining h (100 epochs)" in plan and "| sac_resnet50 |" in plan
     assert "ImageNet pretraining resnet50" in rows["plan"]["detail"]
+    # extraction and detection: each side alone, the loop, the limit
+    assert "extract" in rows["stage_feed"]["figure"] and "-bound" in rows["stage_feed"]["figure"]
+    assert "writer" in rows["stage_feed"]["detail"]
