@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "predict": "hoi.commands.predict",
     "vis": "hoi.commands.vis",
     "info": "hoi.commands.info",
+    "train-detector": "hoi.commands.train_detector",
     "env": "hoi.commands.env",
 }
 # One-line summaries for `hoi --help`, so that listing the commands imports none of them.
@@ -39,7 +40,8 @@ SUMMARIES: dict[str, str] = {
     "diagnose": "HOI error analysis: false positives by type and the mAP each type costs",
     "predict": "HOI detections of a trained run on new images (drawings + predictions.json)",
     "vis": "pictures: HOI detections, SAC attention maps, beta similarity, PR curves",
-    "info": "parameters and FLOPs of backbone configurations",
+    "info": "parameters and FLOPs of backbone configurations (--detector: whole detectors)",
+    "train-detector": "train / evaluate a COCO detector with an attention backbone (Tables V-VII)",
     "env": "versions of Python, PyTorch/CUDA, Detectron2, ... for bug reports",
 }
 

@@ -78,6 +78,12 @@ def detectron2_cfg(settings: DetectorSettings, device: torch.device):
     from detectron2.config import get_cfg
 
     cfg = get_cfg()
+    # the attention-ResNet detectors of `hoi train-detector` (their config.yaml): the
+    # MODEL.HOI_BACKBONE node and the registered backbones (hoi.detection)
+    from hoi.detection.backbone import build_attention_resnet_fpn_backbone  # noqa: F401
+    from hoi.detection.config import add_attention_config
+
+    add_attention_config(cfg)
     if Path(settings.config).is_file():
         cfg.merge_from_file(settings.config)
     else:
@@ -95,6 +101,7 @@ def detectron2_cfg(settings: DetectorSettings, device: torch.device):
         cfg.INPUT.MAX_SIZE_TEST = settings.max_size
     cfg.MODEL.DEVICE = str(device)
     cfg.MODEL.WEIGHTS = ""
+    cfg.MODEL.HOI_BACKBONE.WEIGHTS = ""  # the detector's weights hold its whole backbone
     return cfg
 
 

@@ -14,7 +14,7 @@ ROOMS = [
     ["hoi.engine"],
     ["hoi.data"],
     ["hoi.evaluation"],
-    ["hoi.models", "hoi.detectron2_compat", "hoi.detector"],
+    ["hoi.models", "hoi.detectron2_compat", "hoi.detector", "hoi.detection"],
     ["hoi.vis"],
     ["hoi.inputs"],
     ["hoi.inference.scoring"],
