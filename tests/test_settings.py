@@ -111,6 +111,12 @@ def _loader(path: Path):
         return load_pretrain_config
     if rel.parts[0] == "backbones":
         return lambda p: backbone_config(None, p)
+    if rel.parts[0] == "coco":  # Detectron2 configs: a detector's, or merged over Mask R-CNN's
+        from hoi.detection.config import DETECTORS, detector_cfg
+
+        if rel.stem in DETECTORS:
+            return lambda p: detector_cfg(rel.stem, device="cpu")
+        return lambda p: detector_cfg("mask_rcnn", config_file=p, device="cpu")
     raise AssertionError(f"{rel}: no loader known for this config; add it to _loader")
 
 
